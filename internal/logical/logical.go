@@ -1,0 +1,106 @@
+// Package logical holds the request and response types that flow between the
+// HTTP layer and the backends mounted behind it (secrets engines, the token
+// store, sys). It carries no HTTP: httpapi translates HTTP to a Request, and a
+// Response or error back to Vault's JSON envelope.
+package logical
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+)
+
+// Operation is what a request does, in Vault's vocabulary.
+type Operation string
+
+// Operations. An HTTP PUT or POST is Create when nothing exists at the path
+// and Update otherwise; backends that do not distinguish treat both alike.
+const (
+	ReadOperation   Operation = "read"
+	CreateOperation Operation = "create"
+	UpdateOperation Operation = "update"
+	PatchOperation  Operation = "patch"
+	DeleteOperation Operation = "delete"
+	ListOperation   Operation = "list"
+)
+
+// Request is one API call, already authenticated and authorised.
+type Request struct {
+	Operation Operation
+	// Path is relative to the backend's mount point, without a leading slash
+	// ("data/app/db" for GET /v1/secret/data/app/db).
+	Path string
+	// MountPoint is where the backend is mounted, with a trailing slash ("secret/").
+	MountPoint string
+	// Data is the decoded JSON body (or query parameters for GET/LIST).
+	Data map[string]any
+	// Query holds the URL query parameters.
+	Query url.Values
+	// ClientToken is the caller's token as presented; empty for
+	// unauthenticated paths. Never log it.
+	ClientToken string
+	// Sudo is true when the caller's policies grant sudo on this path.
+	Sudo bool
+	// ContentType is the request's Content-Type (for PATCH: merge-patch).
+	ContentType string
+}
+
+// Auth describes a token returned by a login or token-create call.
+type Auth struct {
+	ClientToken   string            `json:"client_token"`
+	Accessor      string            `json:"accessor"`
+	Policies      []string          `json:"policies"`
+	TokenPolicies []string          `json:"token_policies"`
+	Metadata      map[string]string `json:"metadata"`
+	LeaseDuration int               `json:"lease_duration"`
+	Renewable     bool              `json:"renewable"`
+	EntityID      string            `json:"entity_id"`
+	TokenType     string            `json:"token_type"`
+	Orphan        bool              `json:"orphan"`
+	NumUses       int               `json:"num_uses"`
+}
+
+// Response is what a backend returns. A nil *Response means 204 No Content.
+type Response struct {
+	Data     map[string]any
+	Auth     *Auth
+	Warnings []string
+	// LeaseDuration and Renewable fill the envelope's lease fields.
+	LeaseDuration int
+	Renewable     bool
+	LeaseID       string
+	// StatusCode overrides the default 200 when non-zero.
+	StatusCode int
+}
+
+// Handler serves the requests under one mount point.
+type Handler interface {
+	HandleRequest(ctx context.Context, req *Request) (*Response, error)
+}
+
+// Errors backends return. httpapi maps each to one HTTP status; wrap them
+// with a message meant for the user: fmt.Errorf("%w: cas mismatch", ErrInvalidRequest).
+// The text of the wrapped error is sent to the client, so it must never
+// contain a secret, a token or a key.
+var (
+	// ErrInvalidRequest is bad input: 400.
+	ErrInvalidRequest = errors.New("invalid request")
+	// ErrPermissionDenied is a refused authorisation: 403.
+	ErrPermissionDenied = errors.New("permission denied")
+	// ErrNotFound means nothing exists at the path: 404.
+	ErrNotFound = errors.New("not found")
+	// ErrUnsupportedOperation is an operation the path does not take: 405.
+	ErrUnsupportedOperation = errors.New("unsupported operation")
+	// ErrUnsupportedPath is a path the backend does not know: 404.
+	ErrUnsupportedPath = errors.New("unsupported path")
+	// ErrCASMismatch is a failed check-and-set; Vault answers 400.
+	ErrCASMismatch = errors.New("check-and-set parameter did not match the current version")
+	// ErrSealed is returned while the barrier is sealed: 503.
+	ErrSealed = errors.New("Vault is sealed")
+)
+
+// InvalidRequest returns an ErrInvalidRequest with a formatted message.
+func InvalidRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidRequest, fmt.Sprintf(format, args...))
+}
