@@ -1,0 +1,207 @@
+//go:build wip
+
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/edgevault/edgevault/internal/config"
+	"github.com/edgevault/edgevault/internal/httpapi"
+	"github.com/edgevault/edgevault/internal/storage"
+	"github.com/edgevault/edgevault/internal/storage/bolt"
+	"github.com/edgevault/edgevault/internal/storage/inmem"
+)
+
+// serverFlags are the flags of `edgevault server`, named as Vault names them.
+type serverFlags struct {
+	configPath    string
+	dev           bool
+	devRootToken  string
+	devListenAddr string
+	logLevel      string
+}
+
+func newServerCmd(e *env) *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the edgevault control plane",
+		Long: `Run the edgevault control plane.
+
+With -config FILE it serves the configured listener on the configured storage and
+starts sealed: initialise it once with "edgevault operator init", then unseal it
+after every start with "edgevault operator unseal".
+
+With -dev it runs in memory, initialised and unsealed, on 127.0.0.1:8200 over plain
+HTTP, with a root token printed (or set with -dev-root-token-id). Nothing survives.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			if f.dev {
+				if f.configPath != "" {
+					return usagef("-dev and -config cannot be used together")
+				}
+				return runDevServer(ctx, e, f, nil)
+			}
+			if f.configPath == "" {
+				return hintError{usagef("no configuration given"), "pass -config FILE, or -dev for an in-memory dev server"}
+			}
+			cfg, err := config.Load(f.configPath)
+			if err != nil {
+				return err
+			}
+			if f.logLevel != "" {
+				cfg.LogLevel = f.logLevel
+			}
+			return runServer(ctx, e, cfg)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.configPath, "config", "", "path to the server configuration file (HCL or JSON)")
+	fl.BoolVar(&f.dev, "dev", false, "run an in-memory, unsealed dev server")
+	fl.StringVar(&f.devRootToken, "dev-root-token-id", "", "root token ID for the dev server (random when empty)")
+	fl.StringVar(&f.devListenAddr, "dev-listen-address", "127.0.0.1:8200", "address the dev server listens on (loopback only)")
+	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error")
+	return cmd
+}
+
+func newLogger(e *env, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if level == "" {
+		level = "info"
+	}
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("-log-level %q: expected debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// runServer serves cfg until ctx ends.
+func runServer(ctx context.Context, e *env, cfg config.Config) error {
+	log, err := newLogger(e, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	var phys storage.Backend
+	switch cfg.Storage.Type {
+	case "bolt":
+		b, err := bolt.Open(cfg.Storage.Path, bolt.Options{Logger: log})
+		if err != nil {
+			return fmt.Errorf("open storage: %w", err)
+		}
+		defer b.Close()
+		phys = b
+	case "inmem":
+		phys = inmem.New()
+	}
+	srv, err := httpapi.New(httpapi.Config{
+		Physical: phys, StorageType: cfg.Storage.Type, Logger: log, MaxRequestSize: cfg.MaxRequestSize,
+	})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", cfg.Listener.Address)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listener.Address, err)
+	}
+	scheme := "http"
+	if cfg.Listener.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.Listener.TLSCertFile, cfg.Listener.TLSKeyFile)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listener: load TLS certificate: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		scheme = "https"
+	} else if host, _, _ := net.SplitHostPort(cfg.Listener.Address); !isLoopback(host) {
+		log.Warn("serving plain HTTP on a non-loopback address: tokens and secrets cross the network in clear", "address", cfg.Listener.Address)
+	}
+	log.Info("edgevault server started", "address", scheme+"://"+ln.Addr().String(), "storage", cfg.Storage.Type)
+	return serve(ctx, log, ln, srv.Handler())
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// serve runs an HTTP server on ln until ctx ends, then shuts it down gracefully.
+func serve(ctx context.Context, log *slog.Logger, ln net.Listener, h http.Handler) error {
+	hs := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// runDevServer runs the in-memory dev server. ready, when not nil, receives
+// the address and root token once it serves.
+func runDevServer(ctx context.Context, e *env, f serverFlags, ready func(addr, rootToken string)) error {
+	log, err := newLogger(e, f.logLevel)
+	if err != nil {
+		return err
+	}
+	host, _, err := net.SplitHostPort(f.devListenAddr)
+	if err != nil {
+		return usagef("-dev-listen-address %q: %v", f.devListenAddr, err)
+	}
+	if !isLoopback(host) {
+		return usagef("-dev-listen-address %q: the dev server serves plain HTTP and listens on loopback only", f.devListenAddr)
+	}
+	srv, err := httpapi.New(httpapi.Config{Physical: inmem.New(), StorageType: "inmem", Logger: log})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	root, err := srv.InitDev(ctx, f.devRootToken)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", f.devListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", f.devListenAddr, err)
+	}
+	addr := "http://" + ln.Addr().String()
+	fmt.Fprintf(e.stdout, `edgevault dev server: in memory, unsealed, plain HTTP. Nothing survives a restart.
+
+    export EDGEVAULT_ADDR='%s'
+    export EDGEVAULT_TOKEN='%s'
+
+Root token: %s
+`, addr, root, root)
+	if ready != nil {
+		ready(addr, root)
+	}
+	return serve(ctx, log, ln, srv.Handler())
+}

@@ -1,0 +1,236 @@
+// Package config reads the edgevault server's configuration file, written in
+// HCL or JSON with the block names Vault uses (listener, storage, seal), and
+// validates it once at start-up with errors that say what to fix.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl"
+	"github.com/hashicorp/hcl/hcl/ast"
+)
+
+// Config is the server's configuration.
+type Config struct {
+	// Listener is where the API is served.
+	Listener Listener
+	// Storage is the physical backend.
+	Storage Storage
+	// Seal is how the root key is protected: "shamir" (the default).
+	Seal string
+	// LogLevel is debug, info, warn or error (default info).
+	LogLevel string
+	// MaxRequestSize bounds request bodies in bytes (default 32 MiB).
+	MaxRequestSize int64
+}
+
+// Listener is a TCP listener.
+type Listener struct {
+	// Address is host:port (default 127.0.0.1:8200).
+	Address string
+	// TLSCertFile and TLSKeyFile are PEM files; both or neither.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSDisable serves plain HTTP; it must be set explicitly when no
+	// certificate is given.
+	TLSDisable bool
+}
+
+// Storage selects the physical backend.
+type Storage struct {
+	// Type is "bolt" (one file) or "inmem" (nothing survives a restart).
+	Type string
+	// Path is the bolt database file.
+	Path string
+}
+
+// Default returns the defaults every file is applied on top of.
+func Default() Config {
+	return Config{
+		Listener:       Listener{Address: "127.0.0.1:8200"},
+		Seal:           "shamir",
+		LogLevel:       "info",
+		MaxRequestSize: 32 << 20,
+	}
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	cfg, err := Parse(string(raw))
+	if err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse parses HCL or JSON configuration text and validates it.
+func Parse(text string) (Config, error) {
+	root, err := hcl.Parse(text)
+	if err != nil {
+		return Config{}, fmt.Errorf("parse: %w", err)
+	}
+	list, ok := root.Node.(*ast.ObjectList)
+	if !ok {
+		return Config{}, errors.New("parse: the file must be an object of settings")
+	}
+	cfg := Default()
+	seen := map[string]int{}
+	for _, item := range list.Items {
+		if len(item.Keys) == 0 {
+			continue
+		}
+		key := item.Keys[0].Token.Value().(string)
+		seen[key]++
+		if seen[key] > 1 && key != "listener" {
+			return Config{}, fmt.Errorf("%q is given more than once", key)
+		}
+		switch key {
+		case "listener":
+			if seen[key] > 1 {
+				return Config{}, errors.New("only one listener block is supported")
+			}
+			typ, body, err := block(item, key)
+			if err != nil {
+				return Config{}, err
+			}
+			if typ != "tcp" {
+				return Config{}, fmt.Errorf("listener %q: only \"tcp\" listeners are supported", typ)
+			}
+			if err := decodeBody(body, "listener", map[string]any{
+				"address": &cfg.Listener.Address, "tls_cert_file": &cfg.Listener.TLSCertFile,
+				"tls_key_file": &cfg.Listener.TLSKeyFile, "tls_disable": &cfg.Listener.TLSDisable,
+			}); err != nil {
+				return Config{}, err
+			}
+		case "storage", "backend":
+			typ, body, err := block(item, key)
+			if err != nil {
+				return Config{}, err
+			}
+			cfg.Storage.Type = typ
+			if err := decodeBody(body, "storage", map[string]any{"path": &cfg.Storage.Path}); err != nil {
+				return Config{}, err
+			}
+		case "seal":
+			typ, body, err := block(item, key)
+			if err != nil {
+				return Config{}, err
+			}
+			cfg.Seal = typ
+			if err := decodeBody(body, "seal", map[string]any{}); err != nil {
+				return Config{}, err
+			}
+		case "log_level":
+			if err := hcl.DecodeObject(&cfg.LogLevel, item.Val); err != nil {
+				return Config{}, fmt.Errorf("log_level: %w", err)
+			}
+		case "max_request_size":
+			if err := hcl.DecodeObject(&cfg.MaxRequestSize, item.Val); err != nil {
+				return Config{}, fmt.Errorf("max_request_size: %w", err)
+			}
+		case "ui", "disable_mlock", "api_addr", "cluster_addr":
+			// Accepted for compatibility with Vault configuration files; unused.
+		default:
+			return Config{}, fmt.Errorf("unknown setting %q (known: listener, storage, seal, log_level, max_request_size)", key)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// block returns the label and body of `key "label" { ... }`.
+func block(item *ast.ObjectItem, key string) (string, *ast.ObjectList, error) {
+	if len(item.Keys) != 2 {
+		return "", nil, fmt.Errorf("%s: expected one type label, as in %s \"%s\" { ... }", key, key, exampleLabel(key))
+	}
+	label := item.Keys[1].Token.Value().(string)
+	obj, ok := item.Val.(*ast.ObjectType)
+	if !ok {
+		return "", nil, fmt.Errorf("%s %q: expected a block { ... }", key, label)
+	}
+	return label, obj.List, nil
+}
+
+func exampleLabel(key string) string {
+	switch key {
+	case "listener":
+		return "tcp"
+	case "seal":
+		return "shamir"
+	}
+	return "bolt"
+}
+
+// decodeBody decodes each known key of body into its target and refuses
+// unknown keys.
+func decodeBody(body *ast.ObjectList, where string, fields map[string]any) error {
+	for _, item := range body.Items {
+		key := item.Keys[0].Token.Value().(string)
+		target, ok := fields[key]
+		if !ok {
+			known := make([]string, 0, len(fields))
+			for k := range fields {
+				known = append(known, k)
+			}
+			sort.Strings(known)
+			return fmt.Errorf("%s: unknown setting %q (known: %s)", where, key, strings.Join(known, ", "))
+		}
+		if err := hcl.DecodeObject(target, item.Val); err != nil {
+			return fmt.Errorf("%s: %s: %w", where, key, err)
+		}
+	}
+	return nil
+}
+
+// Validate checks the configuration as a whole.
+func (c *Config) Validate() error {
+	switch c.Storage.Type {
+	case "":
+		return errors.New("storage: a storage block is required, e.g. storage \"bolt\" { path = \"/var/lib/edgevault/edgevault.db\" }")
+	case "bolt":
+		if c.Storage.Path == "" {
+			return errors.New("storage \"bolt\": path is required")
+		}
+	case "inmem":
+		if c.Storage.Path != "" {
+			return errors.New("storage \"inmem\": takes no path")
+		}
+	default:
+		return fmt.Errorf("storage %q: unknown type (supported: bolt, inmem)", c.Storage.Type)
+	}
+	if c.Seal != "shamir" {
+		return fmt.Errorf("seal %q: unknown type (supported: shamir)", c.Seal)
+	}
+	if _, _, err := net.SplitHostPort(c.Listener.Address); err != nil {
+		return fmt.Errorf("listener: address %q: %w", c.Listener.Address, err)
+	}
+	l := c.Listener
+	switch {
+	case (l.TLSCertFile == "") != (l.TLSKeyFile == ""):
+		return errors.New("listener: tls_cert_file and tls_key_file must be given together")
+	case l.TLSCertFile == "" && !l.TLSDisable:
+		return errors.New("listener: no TLS certificate given; set tls_cert_file and tls_key_file, or tls_disable = true to serve plain HTTP")
+	case l.TLSCertFile != "" && l.TLSDisable:
+		return errors.New("listener: tls_disable = true contradicts tls_cert_file")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log_level %q: expected debug, info, warn or error", c.LogLevel)
+	}
+	if c.MaxRequestSize <= 0 {
+		return fmt.Errorf("max_request_size %d: must be positive", c.MaxRequestSize)
+	}
+	return nil
+}

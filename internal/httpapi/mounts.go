@@ -1,0 +1,353 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/edgevault/edgevault/internal/engine/kv"
+	"github.com/edgevault/edgevault/internal/logical"
+	"github.com/edgevault/edgevault/internal/storage"
+)
+
+// mountEntry is one secrets engine in the mount table, as stored.
+type mountEntry struct {
+	Path        string            `json:"path"` // with trailing slash: "secret/"
+	Type        string            `json:"type"` // "kv"
+	Description string            `json:"description"`
+	UUID        string            `json:"uuid"`
+	Accessor    string            `json:"accessor"`
+	Options     map[string]string `json:"options"`
+	Created     time.Time         `json:"created"`
+
+	handler logical.Handler
+}
+
+// mountTable is an immutable snapshot; changes build a new one.
+type mountTable struct {
+	entries []*mountEntry // longest path first
+}
+
+// match returns the mount whose path is the longest prefix of path.
+func (t *mountTable) match(path string) *mountEntry {
+	for _, m := range t.entries {
+		if strings.HasPrefix(path, m.Path) || path+"/" == m.Path {
+			return m
+		}
+	}
+	return nil
+}
+
+func (t *mountTable) stored() []*mountEntry {
+	return t.entries
+}
+
+func defaultMounts() []*mountEntry {
+	return []*mountEntry{newMountEntry("secret/", "kv", "key/value secret storage", map[string]string{"version": "2"})}
+}
+
+func newMountEntry(path, typ, desc string, opts map[string]string) *mountEntry {
+	return &mountEntry{
+		Path: path, Type: typ, Description: desc, Options: opts,
+		UUID: randomUUID(), Accessor: typ + "_" + randomHex(4), Created: time.Now().UTC(),
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func randomUUID() string {
+	h := randomHex(16)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+func readMountTable(ctx context.Context, b storage.Backend) ([]*mountEntry, error) {
+	raw, err := b.Get(ctx, mountsKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read mount table: %w", err)
+	}
+	var entries []*mountEntry
+	if err := json.Unmarshal(raw, &entries); err != nil {
+		return nil, fmt.Errorf("decode mount table: %w", err)
+	}
+	return entries, nil
+}
+
+func writeMountTable(ctx context.Context, b storage.Backend, entries []*mountEntry) error {
+	raw, err := json.Marshal(entries)
+	if err != nil {
+		return fmt.Errorf("encode mount table: %w", err)
+	}
+	if err := b.Put(ctx, mountsKey, raw); err != nil {
+		return fmt.Errorf("write mount table: %w", err)
+	}
+	return nil
+}
+
+// buildMountTable starts an engine for each stored entry.
+func (s *Server) buildMountTable(entries []*mountEntry) (*mountTable, error) {
+	t := &mountTable{}
+	for _, e := range entries {
+		cp := *e
+		switch cp.Type {
+		case "kv":
+			cp.handler = kv.New(storage.NewView(s.barrier, enginePrefix+cp.UUID+"/"), kv.Options{Logger: s.log})
+		default:
+			return nil, fmt.Errorf("mount %q: unknown engine type %q", cp.Path, cp.Type)
+		}
+		t.entries = append(t.entries, &cp)
+	}
+	sort.Slice(t.entries, func(i, j int) bool { return len(t.entries[i].Path) > len(t.entries[j].Path) })
+	return t, nil
+}
+
+// mountOutput is a mount as sys/mounts shows it.
+func mountOutput(m *mountEntry) map[string]any {
+	opts := m.Options
+	if opts == nil {
+		opts = map[string]string{}
+	}
+	return map[string]any{
+		"type":        m.Type,
+		"description": m.Description,
+		"uuid":        m.UUID,
+		"accessor":    m.Accessor,
+		"config": map[string]any{
+			"default_lease_ttl": 0,
+			"max_lease_ttl":     0,
+			"force_no_cache":    false,
+		},
+		"options":                 opts,
+		"local":                   false,
+		"seal_wrap":               false,
+		"external_entropy_access": false,
+		"plugin_version":          "",
+		"running_plugin_version":  "v0.1.0+builtin",
+		"running_sha256":          "",
+	}
+}
+
+func sysMountOutput() map[string]any {
+	return map[string]any{
+		"type": "system", "description": "system endpoints used for control, policy and debugging",
+		"uuid": "", "accessor": "system", "options": map[string]string{}, "local": false, "seal_wrap": true,
+		"config": map[string]any{"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": false},
+	}
+}
+
+// serveMounts answers sys/mounts (GET: list).
+func serveMounts(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request) {
+	if req.Operation != logical.ReadOperation {
+		s.writeError(w, r, fmt.Errorf("%w: sys/mounts only takes GET", logical.ErrUnsupportedOperation))
+		return
+	}
+	data := map[string]any{"sys/": sysMountOutput()}
+	for _, m := range c.mounts.entries {
+		data[m.Path] = mountOutput(m)
+	}
+	writeResponse(w, &logical.Response{Data: data}, "system")
+}
+
+// mountPathArg validates the mount path in sys/mounts/:path.
+func mountPathArg(p string) (string, error) {
+	p = strings.Trim(p, "/")
+	if p == "" {
+		return "", logical.InvalidRequest("mount path must not be empty")
+	}
+	first := strings.SplitN(p, "/", 2)[0]
+	switch first {
+	case "sys", "auth", "cubbyhole", "identity":
+		return "", logical.InvalidRequest("cannot mount at %q: %q is reserved", p+"/", first+"/")
+	}
+	return p + "/", nil
+}
+
+// serveMount answers sys/mounts/:path: GET shows, POST enables, DELETE disables.
+func serveMount(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request) {
+	path, err := mountPathArg(strings.TrimPrefix(req.Path, "mounts/"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	switch req.Operation {
+	case logical.ReadOperation:
+		m := c.mounts.exact(path)
+		if m == nil {
+			s.writeError(w, r, logical.InvalidRequest("no secret engine mount at %s", path))
+			return
+		}
+		writeResponse(w, &logical.Response{Data: mountOutput(m)}, "system")
+	case logical.CreateOperation, logical.UpdateOperation:
+		if err := s.enableMount(r.Context(), path, req.Data); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case logical.DeleteOperation:
+		if err := s.disableMount(r.Context(), path); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		s.writeError(w, r, fmt.Errorf("%w: %s on sys/mounts/%s", logical.ErrUnsupportedOperation, req.Operation, path))
+	}
+}
+
+func (t *mountTable) exact(path string) *mountEntry {
+	for _, m := range t.entries {
+		if m.Path == path {
+			return m
+		}
+	}
+	return nil
+}
+
+// enableMount validates a sys/mounts/:path body and adds the mount.
+func (s *Server) enableMount(ctx context.Context, path string, data map[string]any) error {
+	// The Vault client sends every MountInput field; accept them, use the ones we implement.
+	if err := logical.CheckFields(data, "type", "description", "config", "local", "seal_wrap",
+		"external_entropy_access", "options", "plugin_name", "plugin_version"); err != nil {
+		return err
+	}
+	typ, _, err := logical.String(data, "type")
+	if err != nil {
+		return err
+	}
+	desc, _, err := logical.String(data, "description")
+	if err != nil {
+		return err
+	}
+	opts, _, err := logical.StringMap(data, "options")
+	if err != nil {
+		return err
+	}
+	if _, _, err := logical.Object(data, "config"); err != nil {
+		return err
+	}
+	switch typ {
+	case "kv-v2":
+		typ = "kv"
+	case "kv":
+		if v := opts["version"]; v != "2" {
+			return logical.InvalidRequest("field \"options\": kv version %q is not supported; use {\"version\":\"2\"} or type \"kv-v2\"", v)
+		}
+	case "":
+		return logical.InvalidRequest("field \"type\" is required")
+	default:
+		return logical.InvalidRequest("field \"type\": unknown secrets engine type %q (supported: kv, kv-v2)", typ)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.state.Load()
+	if c == nil {
+		return logical.ErrSealed
+	}
+	for _, m := range c.mounts.entries {
+		if strings.HasPrefix(path, m.Path) || strings.HasPrefix(m.Path, path) {
+			return logical.InvalidRequest("path is already in use at %s", m.Path)
+		}
+	}
+	entries := append(append([]*mountEntry(nil), c.mounts.stored()...),
+		newMountEntry(path, "kv", desc, map[string]string{"version": "2"}))
+	return s.replaceMountsLocked(ctx, c, entries)
+}
+
+// disableMount removes the mount at path and every record it stored.
+func (s *Server) disableMount(ctx context.Context, path string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.state.Load()
+	if c == nil {
+		return logical.ErrSealed
+	}
+	var keep []*mountEntry
+	var gone *mountEntry
+	for _, m := range c.mounts.entries {
+		if m.Path == path {
+			gone = m
+			continue
+		}
+		keep = append(keep, m)
+	}
+	if gone == nil {
+		return nil // Vault answers 204 for a path with no mount.
+	}
+	if err := s.replaceMountsLocked(ctx, c, keep); err != nil {
+		return err
+	}
+	if err := deleteTree(ctx, s.barrier, enginePrefix+gone.UUID+"/"); err != nil {
+		s.log.Warn("unmount: records left behind", "mount", path, "err", err)
+	}
+	return nil
+}
+
+// replaceMountsLocked persists entries and swaps in a new core. s.mu is held.
+func (s *Server) replaceMountsLocked(ctx context.Context, c *core, entries []*mountEntry) error {
+	mt, err := s.buildMountTable(entries)
+	if err != nil {
+		return err
+	}
+	if err := writeMountTable(ctx, s.barrier, entries); err != nil {
+		return err
+	}
+	next := *c
+	next.mounts = mt
+	s.state.Store(&next)
+	return nil
+}
+
+// deleteTree removes every key under prefix.
+func deleteTree(ctx context.Context, b storage.Backend, prefix string) error {
+	keys, err := b.List(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if strings.HasSuffix(k, "/") {
+			if err := deleteTree(ctx, b, prefix+k); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := b.Delete(ctx, prefix+k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveUIMounts answers sys/internal/ui/mounts[/:path], which the vault CLI
+// uses to find a path's mount and its KV version.
+func serveUIMounts(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request) {
+	p := strings.TrimPrefix(strings.TrimPrefix(req.Path, "internal/ui/mounts"), "/")
+	if p == "" {
+		secret := map[string]any{}
+		for _, m := range c.mounts.entries {
+			secret[m.Path] = mountOutput(m)
+		}
+		writeResponse(w, &logical.Response{Data: map[string]any{"secret": secret, "auth": map[string]any{}}}, "system")
+		return
+	}
+	m := c.mounts.match(p)
+	if m == nil {
+		s.writeError(w, r, logical.InvalidRequest("preflight capability check returned 403, please ensure client's policies grant access to path %q", p))
+		return
+	}
+	out := mountOutput(m)
+	out["path"] = m.Path
+	writeResponse(w, &logical.Response{Data: out}, "system")
+}

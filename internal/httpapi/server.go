@@ -1,0 +1,263 @@
+// Package httpapi serves Vault's HTTP API: it routes /v1/ requests to sys,
+// the token store and the mounted secrets engines, authenticates the
+// X-Vault-Token, checks ACL policies, and writes Vault's JSON envelope and
+// error shape. It owns the one mapping from errors to HTTP status codes.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgevault/edgevault/internal/barrier"
+	"github.com/edgevault/edgevault/internal/logical"
+	"github.com/edgevault/edgevault/internal/policy"
+	"github.com/edgevault/edgevault/internal/storage"
+	"github.com/edgevault/edgevault/internal/token"
+)
+
+// Config configures a Server. Zero values take the defaults noted.
+type Config struct {
+	// Physical is the raw store (bbolt, inmem). Required.
+	Physical storage.Backend
+	// StorageType names Physical in seal-status ("bolt", "inmem").
+	StorageType string
+	// Logger receives operational logs; nil discards them.
+	Logger *slog.Logger
+	// MaxRequestSize bounds request bodies; 0 means DefaultMaxRequestSize.
+	MaxRequestSize int64
+	// Version is reported by sys/health and sys/seal-status.
+	Version string
+	// TokenTidyInterval is how often expired tokens are removed; 0 means 1m.
+	TokenTidyInterval time.Duration
+}
+
+// Server is the Vault-compatible API over one barrier. Create it with New.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	barrier *barrier.Barrier
+	seal    *barrier.Seal
+
+	// mu serialises unseal, seal and mount-table changes. Requests never take it.
+	mu    sync.Mutex
+	state atomic.Pointer[core]
+}
+
+// New returns a Server over cfg.Physical. It starts sealed (or uninitialised).
+func New(cfg Config) (*Server, error) {
+	if cfg.Physical == nil {
+		return nil, errors.New("httpapi: Config.Physical is required")
+	}
+	if cfg.MaxRequestSize <= 0 {
+		cfg.MaxRequestSize = DefaultMaxRequestSize
+	}
+	if cfg.TokenTidyInterval <= 0 {
+		cfg.TokenTidyInterval = time.Minute
+	}
+	if cfg.Version == "" {
+		cfg.Version = "0.1.0"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := barrier.New(cfg.Physical)
+	return &Server{
+		cfg:     cfg,
+		log:     log,
+		barrier: b,
+		seal:    barrier.NewSeal(b, cfg.Physical),
+	}, nil
+}
+
+// Handler returns the HTTP handler serving /v1/.
+func (s *Server) Handler() http.Handler { return s }
+
+// Close seals the server and stops its background work.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropCoreLocked()
+	s.seal.SealNow()
+	return nil
+}
+
+// InitDev initialises storage with one unseal key, unseals, and creates a
+// root token with rootTokenID (random when empty). For dev servers only.
+func (s *Server) InitDev(ctx context.Context, rootTokenID string) (rootToken string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, err = s.seal.InitDev(ctx, func(ctx context.Context) error {
+		rootToken, err = s.bootstrap(ctx, rootTokenID)
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("dev init: %w", err)
+	}
+	if err := s.loadCoreLocked(ctx); err != nil {
+		return "", err
+	}
+	return rootToken, nil
+}
+
+// ServeHTTP routes one request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	raw := r.URL.Path
+	if !strings.HasPrefix(raw, "/v1/") {
+		errorf(w, http.StatusNotFound, "unsupported path: API paths start with /v1/")
+		return
+	}
+	path, err := cleanPath(raw[len("/v1/"):])
+	if err == nil && r.URL.RawPath != "" {
+		// An escaped path ("%2e%2e", "%2F") is checked as the client wrote it too.
+		_, err = cleanPath(strings.TrimPrefix(r.URL.RawPath, "/v1/"))
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if h, ok := unauthenticatedSys[path]; ok {
+		h(s, w, r)
+		return
+	}
+	c := s.state.Load()
+	if c == nil || s.barrier.Sealed() {
+		s.writeError(w, r, barrier.ErrSealed)
+		return
+	}
+	s.serveAuthenticated(c, w, r, path)
+}
+
+// request is one authenticated, authorised request on its way to a handler.
+type request struct {
+	logical.Request
+	token *token.Entry
+	acl   *policy.ACL
+}
+
+func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Request, path string) {
+	ctx := r.Context()
+	op, ok := operationFor(r)
+	if !ok {
+		errorf(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not supported", r.Method))
+		return
+	}
+	tok := r.Header.Get("X-Vault-Token")
+	if tok == "" {
+		if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") {
+			tok = strings.TrimPrefix(a, "Bearer ")
+		}
+	}
+	if tok == "" {
+		errorf(w, http.StatusForbidden, "permission denied")
+		return
+	}
+	if ns := strings.Trim(r.Header.Get("X-Vault-Namespace"), "/"); ns != "" && ns != "root" {
+		errorf(w, http.StatusBadRequest, fmt.Sprintf("namespace %q does not exist", ns))
+		return
+	}
+	entry, err := c.tokens.Lookup(ctx, tok)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	acl, err := c.policies.ACL(ctx, entry.Policies)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	route, rel, err := c.route(path)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var data map[string]any
+	if op == logical.ReadOperation || op == logical.ListOperation {
+		data = queryData(r)
+	} else {
+		data, err = decodeBody(w, r, s.cfg.MaxRequestSize)
+		if err != nil {
+			var tooBig errBodyTooLarge
+			if errors.As(err, &tooBig) {
+				errorf(w, http.StatusRequestEntityTooLarge, err.Error())
+				return
+			}
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	req := &request{
+		Request: logical.Request{
+			Operation:   op,
+			Path:        rel,
+			MountPoint:  route.mountPoint,
+			Data:        data,
+			Query:       r.URL.Query(),
+			ClientToken: tok,
+			ContentType: r.Header.Get("Content-Type"),
+		},
+		token: entry,
+		acl:   acl,
+	}
+	if op == logical.UpdateOperation {
+		if ec, ok := route.handler.(existenceChecker); ok {
+			exists, err := ec.Exists(ctx, &req.Request)
+			if err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			if !exists {
+				req.Operation = logical.CreateOperation
+			}
+		}
+	}
+	allowed, sudo := acl.Allowed(req.Operation, path)
+	if !allowed || (route.sudo(rel) && !sudo) {
+		errorf(w, http.StatusForbidden, "permission denied")
+		return
+	}
+	req.Sudo = sudo
+	if err := c.tokens.UseToken(ctx, entry); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if route.serve != nil {
+		route.serve(s, c, w, r, req)
+		return
+	}
+	resp, err := route.handler.HandleRequest(ctx, &req.Request)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeResponse(w, resp, route.mountType)
+}
+
+// existenceChecker is implemented by handlers that tell create from update,
+// so a policy granting only "create" cannot overwrite.
+type existenceChecker interface {
+	Exists(ctx context.Context, req *logical.Request) (bool, error)
+}
+
+// queryData turns query parameters into request data for reads and lists.
+func queryData(r *http.Request) map[string]any {
+	q := r.URL.Query()
+	if len(q) == 0 {
+		return map[string]any{}
+	}
+	data := make(map[string]any, len(q))
+	for k, v := range q {
+		if k == "list" || len(v) == 0 {
+			continue
+		}
+		data[k] = v[0]
+	}
+	return data
+}
