@@ -82,6 +82,11 @@ func newRootCmd(e *env) *cobra.Command {
 		newServerCmd(e),
 		newDevCmd(e),
 		newBenchCmd(e),
+		newOperatorCmd(e),
+		newKVCmd(e),
+		newTokenCmd(e),
+		newPolicyCmd(e),
+		newStatusCmd(e),
 	)
 	return root
 }

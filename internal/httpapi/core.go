@@ -40,7 +40,7 @@ func (s *Server) bootstrap(ctx context.Context, rootTokenID string) (string, err
 	}
 	tokens := token.NewStore(storage.NewView(s.barrier, tokenPrefix), token.Options{Logger: s.log})
 	if rootTokenID != "" {
-		if err := tokens.CreateRootWithID(ctx, rootTokenID); err != nil {
+		if _, err := tokens.CreateRootWithID(ctx, rootTokenID); err != nil {
 			return "", fmt.Errorf("create root token: %w", err)
 		}
 		return rootTokenID, nil

@@ -168,7 +168,7 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		s.writeError(w, r, err)
 		return
 	}
-	acl, err := c.policies.ACL(ctx, entry.Policies)
+	acl, err := c.policies.ACL(ctx, entry.Policies())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -224,10 +224,14 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		return
 	}
 	req.Sudo = sudo
-	if err := c.tokens.UseToken(ctx, entry); err != nil {
+	// Use returns the entry as the use left it: the use that exhausts a
+	// token still completes this request, through token.WithCaller.
+	if entry, err = c.tokens.Use(ctx, entry); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	req.token = entry
+	ctx = token.WithCaller(ctx, entry)
 	if route.serve != nil {
 		route.serve(s, c, w, r, req)
 		return

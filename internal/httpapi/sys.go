@@ -386,7 +386,7 @@ func serveCapabilities(s *Server, c *core, w http.ResponseWriter, r *http.Reques
 			s.writeError(w, r, logical.InvalidRequest("field \"token\": no such token"))
 			return
 		}
-		if acl, err = c.policies.ACL(r.Context(), e.Policies); err != nil {
+		if acl, err = c.policies.ACL(r.Context(), e.Policies()); err != nil {
 			s.writeError(w, r, err)
 			return
 		}

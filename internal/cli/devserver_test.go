@@ -1,0 +1,38 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// devServerAvailable reports whether startDevServer can run a server: true
+// (server.go is part of the build).
+const devServerAvailable = true
+
+// startDevServer runs a real in-memory dev server on a free loopback port in
+// this process, as "edgevault server -dev" would, and returns its address,
+// root token and a function that stops it and waits for it to exit.
+func startDevServer(rootToken string) (addr, token string, stop func(), err error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }}
+	type ready struct{ addr, token string }
+	readyc := make(chan ready, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- runDevServer(ctx, e, serverFlags{devRootToken: rootToken, devListenAddr: "127.0.0.1:0", logLevel: "error"},
+			func(addr, token string) { readyc <- ready{addr, token} })
+	}()
+	select {
+	case r := <-readyc:
+		return r.addr, r.token, func() { cancel(); <-done }, nil
+	case err := <-done:
+		cancel()
+		return "", "", nil, fmt.Errorf("dev server: %w", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		return "", "", nil, fmt.Errorf("dev server: not ready after 30s")
+	}
+}
