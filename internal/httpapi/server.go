@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strings"
 	"sync"
@@ -178,6 +179,12 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		s.writeError(w, r, err)
 		return
 	}
+	if op == logical.PatchOperation {
+		if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/merge-patch+json" {
+			errorf(w, http.StatusUnsupportedMediaType, fmt.Sprintf("PATCH requires Content-Type application/merge-patch+json, got %q", r.Header.Get("Content-Type")))
+			return
+		}
+	}
 	var data map[string]any
 	if op == logical.ReadOperation || op == logical.ListOperation {
 		data = queryData(r)
@@ -208,7 +215,7 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 	}
 	if op == logical.UpdateOperation {
 		if ec, ok := route.handler.(existenceChecker); ok {
-			exists, err := ec.Exists(ctx, &req.Request)
+			exists, err := ec.ExistenceCheck(ctx, &req.Request)
 			if err != nil {
 				s.writeError(w, r, err)
 				return
@@ -247,7 +254,7 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 // existenceChecker is implemented by handlers that tell create from update,
 // so a policy granting only "create" cannot overwrite.
 type existenceChecker interface {
-	Exists(ctx context.Context, req *logical.Request) (bool, error)
+	ExistenceCheck(ctx context.Context, req *logical.Request) (bool, error)
 }
 
 // queryData turns query parameters into request data for reads and lists.

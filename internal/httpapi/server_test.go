@@ -615,3 +615,29 @@ func TestEnvelopeShape(t *testing.T) {
 		}
 	}
 }
+
+func TestCreateVersusUpdateCapability(t *testing.T) {
+	ts := startServer(t, true)
+	ctx := context.Background()
+	if err := ts.client.Sys().PutPolicy("create-only", `path "secret/data/*" { capabilities = ["create", "read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.client.KVv2("secret").Put(ctx, "exists", map[string]any{"v": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ts.client.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{"create-only"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := ts.newClient(t, tok.Auth.ClientToken).KVv2("secret")
+	if _, err := kv.Put(ctx, "new", map[string]any{"v": "1"}); err != nil {
+		t.Fatalf("create of a new key: %v", err)
+	}
+	if _, err := kv.Put(ctx, "exists", map[string]any{"v": "2"}); statusOf(err) != 403 {
+		t.Fatalf("overwrite with only create: %v", err)
+	}
+	code, _ := ts.raw(t, "PATCH", "/v1/secret/data/exists", ts.root, []byte(`{"data":{"v":"3"}}`))
+	if code != http.StatusUnsupportedMediaType {
+		t.Fatalf("PATCH without merge-patch content type = %d", code)
+	}
+}
