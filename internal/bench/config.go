@@ -51,10 +51,14 @@ const (
 	// OpBaseline sends the same GETs as OpKVRead without any setup; it is
 	// meant for the server run by Serve.
 	OpBaseline Op = "baseline"
+	// OpFill writes each of the Keys secrets exactly once and stops; its
+	// Result counts the writes and their total time (no latency figures).
+	// It is how a store is filled for a memory or size measurement.
+	OpFill Op = "fill"
 )
 
 // Ops lists every operation, in the order the CLI documents them.
-func Ops() []Op { return []Op{OpKVRead, OpKVWrite, OpTokenCreate, OpMixed, OpBaseline} }
+func Ops() []Op { return []Op{OpKVRead, OpKVWrite, OpTokenCreate, OpMixed, OpBaseline, OpFill} }
 
 // Limits enforced by Validate.
 const (

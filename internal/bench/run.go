@@ -26,6 +26,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if cfg.Op == OpFill {
+		start := time.Now()
+		if err := t.setup(ctx, cfg.Concurrency); err != nil {
+			return Result{}, fmt.Errorf("fill of %d keys: %w", t.keys, err)
+		}
+		return Result{Op: cfg.Op, Concurrency: cfg.Concurrency, Elapsed: time.Since(start), Ops: int64(t.keys)}, nil
+	}
 	if cfg.Op == OpKVRead || cfg.Op == OpMixed {
 		if err := t.setup(ctx, cfg.Concurrency); err != nil {
 			return Result{}, fmt.Errorf("setup of %d keys: %w", t.keys, err)

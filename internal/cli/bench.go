@@ -39,6 +39,7 @@ Operations:
                 nothing is revoked, the tokens expire after 10m
   mixed         set up as kv-read, then 90% reads and 10% writes
   baseline      the GETs of kv-read without setup, for 'edgevault bench serve-baseline'
+  fill          write each of -keys secrets once, report the time, and stop
 
 The address comes from -address, EDGEVAULT_ADDR, VAULT_ADDR, or
 http://127.0.0.1:8200; the token from -token, EDGEVAULT_TOKEN or VAULT_TOKEN.
@@ -74,7 +75,7 @@ Exit codes: 0 ok (even with request errors), 1 the run failed, 2 bad flags.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&op, "op", string(cfg.Op), "operation: kv-read, kv-write, token-create, mixed or baseline")
+	f.StringVar(&op, "op", string(cfg.Op), "operation: kv-read, kv-write, token-create, mixed, baseline or fill")
 	f.IntVarP(&cfg.Concurrency, "concurrency", "c", cfg.Concurrency, "number of workers, each with its own connection")
 	f.DurationVarP(&cfg.Duration, "duration", "d", cfg.Duration, "how long to measure")
 	f.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "how long to run before measuring")
