@@ -444,14 +444,15 @@ func newGroupCmd(use, short, long string, subs ...*cobra.Command) *cobra.Command
 }
 
 // splitKeyValue splits "key=value" at the first "=". The key must not be
-// empty; the value may be.
+// empty; the value may be. Errors do not repeat the argument, which may be a
+// secret typed in the wrong place.
 func splitKeyValue(arg string) (key, value string, err error) {
 	k, v, ok := strings.Cut(arg, "=")
 	if !ok {
-		return "", "", fmt.Errorf("%q: expected key=value", arg)
+		return "", "", errors.New(`expected KEY=VALUE, found no "="`)
 	}
 	if k == "" {
-		return "", "", fmt.Errorf("%q: empty key", arg)
+		return "", "", errors.New("expected KEY=VALUE, found an empty KEY")
 	}
 	return k, v, nil
 }
@@ -463,10 +464,10 @@ func parseStringMap(flag string, values []string) (map[string]string, error) {
 		return nil, nil
 	}
 	m := make(map[string]string, len(values))
-	for _, kv := range values {
+	for i, kv := range values {
 		k, v, err := splitKeyValue(kv)
 		if err != nil {
-			return nil, usagef("-%s %v", flag, err)
+			return nil, usagef("-%s (value %d): %v", flag, i+1, err)
 		}
 		m[k] = v
 	}

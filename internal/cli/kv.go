@@ -708,7 +708,7 @@ func parseKVData(args []string, stdin io.Reader, readFile func(string) ([]byte, 
 		return b, nil
 	}
 	data := make(map[string]any, len(args))
-	for _, arg := range args {
+	for i, arg := range args {
 		switch {
 		case arg == "-":
 			b, err := readStdin(`"-"`)
@@ -733,7 +733,7 @@ func parseKVData(args []string, stdin io.Reader, readFile func(string) ([]byte, 
 		default:
 			k, v, err := splitKeyValue(arg)
 			if err != nil {
-				return nil, usageError{err}
+				return nil, usagef("data argument %d: %v", i+1, err)
 			}
 			switch {
 			case v == "-":

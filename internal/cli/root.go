@@ -31,6 +31,8 @@ type env struct {
 // usageError marks errors caused by bad arguments (exit code 2).
 type usageError struct{ error }
 
+func (u usageError) Unwrap() error { return u.error }
+
 func usagef(format string, args ...any) error {
 	return usageError{fmt.Errorf(format, args...)}
 }
@@ -40,6 +42,8 @@ type hintError struct {
 	error
 	hint string
 }
+
+func (h hintError) Unwrap() error { return h.error }
 
 // Main runs edgevault with the process's arguments and environment.
 func Main() int {
