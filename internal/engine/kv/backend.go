@@ -97,6 +97,27 @@ func (b *Backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 	return nil, fmt.Errorf("%w: %q", logical.ErrUnsupportedPath, req.Path)
 }
 
+// ExistenceCheck reports whether a create/update request targets something
+// that already exists, so the HTTP layer can ask the policy for "create" or
+// "update" as Vault does. Only data/:path and metadata/:path have an
+// existence check (the key's metadata exists); for every other path it
+// answers true, i.e. the request is an update. An invalid path answers
+// false with no error: HandleRequest reports the problem.
+func (b *Backend) ExistenceCheck(ctx context.Context, req *logical.Request) (bool, error) {
+	head, key, _ := strings.Cut(req.Path, "/")
+	if head != "data" && head != "metadata" {
+		return true, nil
+	}
+	if validateKey(key) != nil {
+		return false, nil
+	}
+	m, err := b.loadMeta(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	return m != nil, nil
+}
+
 func unsupported(req *logical.Request) error {
 	return fmt.Errorf("%w: %s on %q", logical.ErrUnsupportedOperation, req.Operation, req.Path)
 }
@@ -116,6 +137,9 @@ const (
 
 func metaKey(key string) string { return metaPrefix + key }
 
+// versionKey names the record of version n of key. The version number is
+// the last segment and never contains "/", so distinct (key, n) pairs never
+// share a storage key.
 func versionKey(key string, n uint64) string {
 	return versionPrefix + key + "/" + strconv.FormatUint(n, 10)
 }

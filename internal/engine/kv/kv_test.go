@@ -788,3 +788,21 @@ func TestNilRequest(t *testing.T) {
 		t.Errorf("nil request: %v", err)
 	}
 }
+
+func TestExistenceCheck(t *testing.T) {
+	h := newHarness(t)
+	h.must(opUpdate, "data/here", `{"data":{"v":"1"}}`)
+	cases := []struct {
+		path string
+		want bool
+	}{
+		{"data/here", true}, {"metadata/here", true}, {"data/absent", false},
+		{"metadata/absent", false}, {"data/../x", false}, {"config", true}, {"destroy/absent", true},
+	}
+	for _, c := range cases {
+		got, err := h.kv.ExistenceCheck(context.Background(), &logical.Request{Operation: opUpdate, Path: c.path})
+		if err != nil || got != c.want {
+			t.Errorf("%s: %v %v, want %v", c.path, got, err, c.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/edgevault/edgevault/internal/storage"
 	"go.etcd.io/bbolt"
@@ -97,19 +98,80 @@ func (c *committer) stop() {
 }
 
 // run is the committer goroutine: it commits whatever is queued as soon as
-// the previous commit is done, and returns once stopped with an empty queue.
+// the previous commit is done (after gathering, see gather), and returns once
+// stopped with an empty queue.
 func (c *committer) run() {
 	defer close(c.done)
+	var last commitInfo
 	for {
+		c.gather(last)
 		batch, stopped := c.next()
 		if len(batch) > 0 {
+			start := time.Now()
 			c.commit(batch)
+			last = commitInfo{size: len(batch), took: time.Since(start), queued: c.queued()}
 			continue
 		}
 		if stopped {
 			return
 		}
 		<-c.wake
+	}
+}
+
+// queued returns the number of requests waiting.
+func (c *committer) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
+// commitInfo describes the previous commit.
+type commitInfo struct {
+	size   int           // requests in it
+	took   time.Duration // how long applying and fsyncing it took
+	queued int           // requests that arrived while it ran
+}
+
+// maxGather bounds the time gather waits.
+const maxGather = time.Millisecond
+
+// gather waits, before a commit, for the writers acknowledged by the previous
+// commit to come back. Writers that were in the previous commit are likely
+// to send their next write within a round trip; the ones that queued while
+// it ran are already here. So while fewer than both together are queued, it
+// waits up to half the previous commit's duration (at most maxGather).
+// Without it, the first writer to come back is committed alone and the rest
+// queue behind that commit: batches split into small alternating groups and
+// the fsyncs are wasted. A lone writer (previous batch of one, nothing
+// queued) never waits.
+func (c *committer) gather(last commitInfo) {
+	want := min(last.size, c.maxBatch)
+	if last.size <= 1 {
+		return
+	}
+	deadline := time.Now().Add(min(last.took/2, maxGather))
+	var timer *time.Timer
+	for {
+		c.mu.Lock()
+		n, stopped := len(c.queue), c.stopped
+		c.mu.Unlock()
+		wait := time.Until(deadline)
+		if n >= want || stopped || wait <= 0 {
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-c.wake:
+		case <-timer.C:
+		}
 	}
 }
 
