@@ -109,7 +109,7 @@ func (c *committer) run() {
 		if len(batch) > 0 {
 			start := time.Now()
 			c.commit(batch)
-			last = commitInfo{size: len(batch), took: time.Since(start), queued: c.queued()}
+			last = commitInfo{size: len(batch), took: time.Since(start)}
 			continue
 		}
 		if stopped {
@@ -119,32 +119,22 @@ func (c *committer) run() {
 	}
 }
 
-// queued returns the number of requests waiting.
-func (c *committer) queued() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.queue)
-}
-
 // commitInfo describes the previous commit.
 type commitInfo struct {
-	size   int           // requests in it
-	took   time.Duration // how long applying and fsyncing it took
-	queued int           // requests that arrived while it ran
+	size int           // requests in it
+	took time.Duration // how long applying and fsyncing it took
 }
 
 // maxGather bounds the time gather waits.
 const maxGather = time.Millisecond
 
 // gather waits, before a commit, for the writers acknowledged by the previous
-// commit to come back. Writers that were in the previous commit are likely
-// to send their next write within a round trip; the ones that queued while
-// it ran are already here. So while fewer than both together are queued, it
-// waits up to half the previous commit's duration (at most maxGather).
-// Without it, the first writer to come back is committed alone and the rest
-// queue behind that commit: batches split into small alternating groups and
-// the fsyncs are wasted. A lone writer (previous batch of one, nothing
-// queued) never waits.
+// commit to come back: while fewer requests are queued than the previous
+// commit held, it waits up to half that commit's duration (at most
+// maxGather). Without it, the first writer to come back is committed alone
+// and the others queue behind that commit, so under steady concurrent load
+// most batches are tiny and the fsyncs are wasted. A lone writer (previous
+// batch of one) never waits.
 func (c *committer) gather(last commitInfo) {
 	want := min(last.size, c.maxBatch)
 	if last.size <= 1 {
