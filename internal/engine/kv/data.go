@@ -105,11 +105,9 @@ func (b *Backend) readData(ctx context.Context, req *logical.Request, key string
 		resp.StatusCode = http.StatusNotFound
 		return resp, nil
 	}
-	data, err := decodeData(raw)
-	if err != nil {
-		return nil, err
-	}
-	resp.Data["data"] = data
+	// The stored bytes are the compact JSON the client wrote: serve them as
+	// they are instead of decoding and re-encoding them on every read.
+	resp.Data["data"] = json.RawMessage(raw)
 	return resp, nil
 }
 

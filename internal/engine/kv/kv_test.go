@@ -31,8 +31,18 @@ func dataOf(t *testing.T, resp *logical.Response) map[string]any {
 	if resp == nil {
 		t.Fatal("nil response")
 	}
-	d, _ := resp.Data["data"].(map[string]any)
-	return d
+	switch d := resp.Data["data"].(type) {
+	case map[string]any:
+		return d
+	case json.RawMessage:
+		// Reads serve the stored JSON as it is; decode it as a client would.
+		m, err := decodeData(d)
+		if err != nil {
+			t.Fatalf("stored data is not a JSON object: %v", err)
+		}
+		return m
+	}
+	return nil
 }
 
 func metaOf(t *testing.T, resp *logical.Response) map[string]any {
