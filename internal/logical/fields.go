@@ -52,7 +52,7 @@ func String(data map[string]any, name string) (string, bool, error) {
 	case bool:
 		return strconv.FormatBool(t), true, nil
 	}
-	return "", true, InvalidRequest("field %q: expected a string, got %s", name, typeName(v))
+	return "", true, InvalidRequest("field %q: expected a string, got %s", name, TypeName(v))
 }
 
 // Int reads an integer field given as a JSON number or a decimal string.
@@ -77,7 +77,7 @@ func Int(data map[string]any, name string) (int64, bool, error) {
 	case int64:
 		return t, true, nil
 	default:
-		return 0, true, InvalidRequest("field %q: expected an integer, got %s", name, typeName(v))
+		return 0, true, InvalidRequest("field %q: expected an integer, got %s", name, TypeName(v))
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	if err != nil {
@@ -108,7 +108,7 @@ func Bool(data map[string]any, name string) (bool, bool, error) {
 		}
 		return n == 1, true, nil
 	}
-	return false, true, InvalidRequest("field %q: expected a boolean, got %s", name, typeName(v))
+	return false, true, InvalidRequest("field %q: expected a boolean, got %s", name, TypeName(v))
 }
 
 // Duration reads a duration given as seconds (number or numeric string) or as
@@ -146,7 +146,7 @@ func Duration(data map[string]any, name string) (time.Duration, bool, error) {
 	case int:
 		d = time.Duration(t) * time.Second
 	default:
-		return 0, true, InvalidRequest("field %q: expected seconds or a duration like \"1h\", got %s", name, typeName(v))
+		return 0, true, InvalidRequest("field %q: expected seconds or a duration like \"1h\", got %s", name, TypeName(v))
 	}
 	if d < 0 {
 		return 0, true, InvalidRequest("field %q: must not be negative", name)
@@ -171,12 +171,12 @@ func Strings(data map[string]any, name string) ([]string, bool, error) {
 		for i, item := range t {
 			s, ok := item.(string)
 			if !ok {
-				return nil, true, InvalidRequest("field %q: item %d: expected a string, got %s", name, i, typeName(item))
+				return nil, true, InvalidRequest("field %q: item %d: expected a string, got %s", name, i, TypeName(item))
 			}
 			raw = append(raw, s)
 		}
 	default:
-		return nil, true, InvalidRequest("field %q: expected a list of strings, got %s", name, typeName(v))
+		return nil, true, InvalidRequest("field %q: expected a list of strings, got %s", name, TypeName(v))
 	}
 	out := make([]string, 0, len(raw))
 	for _, s := range raw {
@@ -195,13 +195,13 @@ func StringMap(data map[string]any, name string) (map[string]string, bool, error
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, true, InvalidRequest("field %q: expected an object of strings, got %s", name, typeName(v))
+		return nil, true, InvalidRequest("field %q: expected an object of strings, got %s", name, TypeName(v))
 	}
 	out := make(map[string]string, len(m))
 	for k, item := range m {
 		s, ok := item.(string)
 		if !ok {
-			return nil, true, InvalidRequest("field %q: key %q: expected a string, got %s", name, k, typeName(item))
+			return nil, true, InvalidRequest("field %q: key %q: expected a string, got %s", name, k, TypeName(item))
 		}
 		out[k] = s
 	}
@@ -216,12 +216,14 @@ func Object(data map[string]any, name string) (map[string]any, bool, error) {
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, true, InvalidRequest("field %q: expected an object, got %s", name, typeName(v))
+		return nil, true, InvalidRequest("field %q: expected an object, got %s", name, TypeName(v))
 	}
 	return m, true, nil
 }
 
-func typeName(v any) string {
+// TypeName names the JSON kind of a decoded value ("a string", "a list"…), for
+// error messages.
+func TypeName(v any) string {
 	switch v.(type) {
 	case string:
 		return "a string"

@@ -143,28 +143,9 @@ func parseDataObject(data map[string]any) (map[string]any, error) {
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, logical.InvalidRequest("field \"data\": expected an object, got %s", kindOf(v))
+		return nil, logical.InvalidRequest("field \"data\": expected an object, got %s", logical.TypeName(v))
 	}
 	return obj, nil
-}
-
-// kindOf names the JSON kind of a decoded value, for error messages.
-func kindOf(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case json.Number, float64, int, int64:
-		return "a number"
-	case bool:
-		return "a boolean"
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "an object"
-	case nil:
-		return "null"
-	}
-	return fmt.Sprintf("%T", v)
 }
 
 // parseVersions reads the "versions" field of delete/undelete/destroy: a
@@ -196,7 +177,7 @@ func parseVersions(data map[string]any) ([]uint64, error) {
 	case json.Number, float64, int, int64:
 		items = []any{t}
 	default:
-		return nil, logical.InvalidRequest("field \"versions\": expected a list of integers, got %s", kindOf(v))
+		return nil, logical.InvalidRequest("field \"versions\": expected a list of integers, got %s", logical.TypeName(v))
 	}
 	if len(items) == 0 {
 		return nil, errNoVersions
@@ -269,7 +250,7 @@ const (
 func parseCustom(v any, patch bool) (set map[string]string, del []string, err error) {
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, nil, logical.InvalidRequest("field \"custom_metadata\": expected an object of strings, got %s", kindOf(v))
+		return nil, nil, logical.InvalidRequest("field \"custom_metadata\": expected an object of strings, got %s", logical.TypeName(v))
 	}
 	set = make(map[string]string, len(obj))
 	for k, item := range obj {
@@ -287,7 +268,7 @@ func parseCustom(v any, patch bool) (set map[string]string, del []string, err er
 			}
 			return nil, nil, logical.InvalidRequest("field \"custom_metadata\": key %q: expected a string, got null", k)
 		default:
-			return nil, nil, logical.InvalidRequest("field \"custom_metadata\": key %q: expected a string, got %s", k, kindOf(item))
+			return nil, nil, logical.InvalidRequest("field \"custom_metadata\": key %q: expected a string, got %s", k, logical.TypeName(item))
 		}
 	}
 	return set, del, nil
