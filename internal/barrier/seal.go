@@ -190,6 +190,21 @@ func (m *Seal) SubmitShare(ctx context.Context, key []byte) (Status, error) {
 			return m.statusLocked(ctx)
 		}
 	}
+	if cfg.SecretShares > 1 {
+		// The last byte is the share's x coordinate: never zero, and one
+		// share per x. Refuse a bad one now instead of failing the combine.
+		x := key[len(key)-1]
+		if x == 0 {
+			st, _ := m.statusLocked(ctx)
+			return st, fmt.Errorf("%w: key: not a valid unseal key share", ErrInvalidShare)
+		}
+		for _, p := range m.progress {
+			if p[len(p)-1] == x {
+				st, _ := m.statusLocked(ctx)
+				return st, fmt.Errorf("%w: key: conflicts with a key share already given for this unseal attempt", ErrInvalidShare)
+			}
+		}
+	}
 	if len(m.progress) == 0 {
 		m.nonce = newNonce()
 	}
@@ -207,7 +222,7 @@ func (m *Seal) SubmitShare(ctx context.Context, key []byte) (Status, error) {
 	m.resetLocked()
 	if err != nil {
 		st, _ := m.statusLocked(ctx)
-		return st, fmt.Errorf("barrier: unseal: combining keys: %w", err)
+		return st, fmt.Errorf("%w: combining the key shares: %v", ErrInvalidShare, err)
 	}
 	err = m.b.Unseal(ctx, rootKey)
 	clear(rootKey)

@@ -171,15 +171,20 @@ func TestSubmitShareWrongKeysResetProgress(t *testing.T) {
 	if !st.Sealed || st.Progress != 0 || st.Nonce != "" || !b.Sealed() {
 		t.Fatalf("after wrong combination: %+v", st)
 	}
-	// Two shares with the same x but different y: combine fails, reset.
+	// A share with the x of one already given, or x = 0, is refused
+	// without touching progress.
 	bad := slices.Clone(keys[0])
 	bad[0] ^= 1
 	_, _ = m.SubmitShare(ctx, keys[0])
-	if st, err := m.SubmitShare(ctx, bad); err == nil || st.Progress != 0 {
+	if st, err := m.SubmitShare(ctx, bad); !errors.Is(err, ErrInvalidShare) || st.Progress != 1 {
 		t.Fatalf("same-x shares: %+v, %v", st, err)
 	}
+	zeroX := slices.Clone(keys[1])
+	zeroX[len(zeroX)-1] = 0
+	if st, err := m.SubmitShare(ctx, zeroX); !errors.Is(err, ErrInvalidShare) || st.Progress != 1 {
+		t.Fatalf("x = 0 share: %+v, %v", st, err)
+	}
 	// Wrong length is refused without touching progress.
-	_, _ = m.SubmitShare(ctx, keys[0])
 	if st, err := m.SubmitShare(ctx, keys[1][:10]); !errors.Is(err, ErrInvalidShare) || st.Progress != 1 {
 		t.Fatalf("short share: %+v, %v", st, err)
 	}

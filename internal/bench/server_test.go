@@ -21,7 +21,7 @@ func TestAgainstRealServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := srv.InitDev(context.Background(), "")
+	root, _, err := srv.InitDev(context.Background(), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -177,18 +178,20 @@ func runDevServer(ctx context.Context, e *env, f serverFlags, ready func(addr, r
 	if !isLoopback(host) {
 		return usagef("-dev-listen-address %q: the dev server serves plain HTTP and listens on loopback only", f.devListenAddr)
 	}
-	srv, err := httpapi.New(httpapi.Config{Physical: inmem.New(), StorageType: "inmem", Logger: log})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
-	root, err := srv.InitDev(ctx, f.devRootToken)
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", f.devListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.devListenAddr, err)
+	}
+	srv, err := httpapi.New(httpapi.Config{Physical: inmem.New(), StorageType: "inmem", Logger: log})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer srv.Close()
+	root, unsealKey, err := srv.InitDev(ctx, f.devRootToken)
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	addr := "http://" + ln.Addr().String()
 	fmt.Fprintf(e.stdout, `edgevault dev server: in memory, unsealed, plain HTTP. Nothing survives a restart.
@@ -196,8 +199,9 @@ func runDevServer(ctx context.Context, e *env, f serverFlags, ready func(addr, r
     export EDGEVAULT_ADDR='%s'
     export EDGEVAULT_TOKEN='%s'
 
-Root token: %s
-`, addr, root, root)
+Unseal Key: %s
+Root Token: %s
+`, addr, root, base64.StdEncoding.EncodeToString(unsealKey), root)
 	if ready != nil {
 		ready(addr, root)
 	}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl"
@@ -186,8 +187,19 @@ func decodeBody(body *ast.ObjectList, where string, fields map[string]any) error
 			sort.Strings(known)
 			return fmt.Errorf("%s: unknown setting %q (known: %s)", where, key, strings.Join(known, ", "))
 		}
+		if b, ok := target.(*bool); ok {
+			v, err := decodeBool(item.Val)
+			if err != nil {
+				return fmt.Errorf("%s: %s: %w", where, key, err)
+			}
+			*b = v
+			continue
+		}
+		if _, ok := item.Val.(*ast.LiteralType); !ok {
+			return fmt.Errorf("%s: %s: expected a single value, not a block or list", where, key)
+		}
 		if err := hcl.DecodeObject(target, item.Val); err != nil {
-			return fmt.Errorf("%s: %s: %w", where, key, err)
+			return fmt.Errorf("%s: %s: expected %s", where, key, kindOf(target))
 		}
 	}
 	return nil
@@ -233,4 +245,37 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("max_request_size %d: must be positive", c.MaxRequestSize)
 	}
 	return nil
+}
+
+// decodeBool reads a boolean written as Vault's configurations write them:
+// true, 1, "true" or "1" (and their false forms).
+func decodeBool(n ast.Node) (bool, error) {
+	lit, ok := n.(*ast.LiteralType)
+	if !ok {
+		return false, errors.New("expected true or false")
+	}
+	switch v := lit.Token.Value().(type) {
+	case bool:
+		return v, nil
+	case int64:
+		if v == 0 || v == 1 {
+			return v == 1, nil
+		}
+	case string:
+		if b, err := strconv.ParseBool(v); err == nil {
+			return b, nil
+		}
+	}
+	return false, fmt.Errorf("expected true or false, got %s", lit.Token.Text)
+}
+
+// kindOf names what a decode target expects, for error messages.
+func kindOf(target any) string {
+	switch target.(type) {
+	case *string:
+		return "a string"
+	case *int64, *int:
+		return "a number"
+	}
+	return "a value of another type"
 }

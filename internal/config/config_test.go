@@ -53,11 +53,22 @@ func TestParseErrors(t *testing.T) {
 		"syntax":            {`storage "bolt" {`, "parse"},
 		"wrong type":        {`storage "inmem" {}` + "\n" + `listener "tcp" { tls_disable = "maybe" }`, "tls_disable"},
 		"no label":          {`storage { path = "x" }`, "type label"},
+		"bool as 2":         {`storage "inmem" {}` + "\n" + `listener "tcp" { tls_disable = 2 }`, "expected true or false"},
+		"list address":      {`storage "inmem" {}` + "\n" + `listener "tcp" {` + "\n" + `address = ["a"]` + "\n" + `tls_disable = true }`, "single value"},
 	}
 	for name, tc := range cases {
 		_, err := Parse(tc.text)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want it to mention %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestBoolForms(t *testing.T) {
+	for _, v := range []string{"true", "1", `"true"`, `"1"`} {
+		cfg, err := Parse(`storage "inmem" {}` + "\n" + `listener "tcp" { tls_disable = ` + v + ` }`)
+		if err != nil || !cfg.Listener.TLSDisable {
+			t.Errorf("tls_disable = %s: %+v %v", v, cfg.Listener, err)
 		}
 	}
 }

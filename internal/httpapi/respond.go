@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/edgevault/edgevault/internal/barrier"
 	"github.com/edgevault/edgevault/internal/logical"
@@ -111,6 +112,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		msg = "Vault is sealed"
 	case errors.Is(err, token.ErrNotFound) || errors.Is(err, logical.ErrPermissionDenied):
 		msg = "permission denied"
+	default:
+		// Vault's messages carry no category prefix; the status says it.
+		msg = strings.TrimPrefix(msg, logical.ErrInvalidRequest.Error()+": ")
 	}
 	if status == http.StatusNotFound && (msg == logical.ErrNotFound.Error()) {
 		writeJSON(w, status, errorBody{Errors: []string{}})

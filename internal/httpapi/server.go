@@ -91,21 +91,23 @@ func (s *Server) Close() error {
 }
 
 // InitDev initialises storage with one unseal key, unseals, and creates a
-// root token with rootTokenID (random when empty). For dev servers only.
-func (s *Server) InitDev(ctx context.Context, rootTokenID string) (rootToken string, err error) {
+// root token with rootTokenID (random when empty). It returns the root token
+// and the unseal key (the root key itself: one share), so a dev server that
+// was sealed can be unsealed again. For dev servers only.
+func (s *Server) InitDev(ctx context.Context, rootTokenID string) (rootToken string, unsealKey []byte, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, err = s.seal.InitDev(ctx, func(ctx context.Context) error {
+	unsealKey, err = s.seal.InitDev(ctx, func(ctx context.Context) error {
 		rootToken, err = s.bootstrap(ctx, rootTokenID)
 		return err
 	})
 	if err != nil {
-		return "", fmt.Errorf("dev init: %w", err)
+		return "", nil, fmt.Errorf("dev init: %w", err)
 	}
 	if err := s.loadCoreLocked(ctx); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return rootToken, nil
+	return rootToken, unsealKey, nil
 }
 
 // ServeHTTP routes one request.

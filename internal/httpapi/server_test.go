@@ -37,7 +37,7 @@ func startServer(t *testing.T, dev bool) *testServer {
 	}
 	ts := &testServer{srv: srv, phys: phys}
 	if dev {
-		ts.root, err = srv.InitDev(context.Background(), "")
+		ts.root, _, err = srv.InitDev(context.Background(), "")
 		if err != nil {
 			t.Fatal(err)
 		}

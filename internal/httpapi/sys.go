@@ -213,8 +213,12 @@ func (s *Server) serveUnseal(w http.ResponseWriter, r *http.Request) {
 				s.writeError(w, r, logical.InvalidRequest("Vault is not initialized"))
 				return
 			}
-			if errors.Is(err, barrier.ErrBadRootKey) || errors.Is(err, barrier.ErrInvalidShare) {
-				s.writeError(w, r, fmt.Errorf("%w: %v", logical.ErrInvalidRequest, err))
+			if errors.Is(err, barrier.ErrBadRootKey) {
+				s.writeError(w, r, logical.InvalidRequest("the unseal keys given do not rebuild the root key; unseal progress was reset"))
+				return
+			}
+			if errors.Is(err, barrier.ErrInvalidShare) {
+				s.writeError(w, r, logical.InvalidRequest("%s", strings.TrimPrefix(err.Error(), barrier.ErrInvalidShare.Error()+": ")))
 				return
 			}
 			s.writeError(w, r, err)
