@@ -9,10 +9,15 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// errSealed is returned by "status" when the server is sealed. It is a
+// sealedError is returned by "status" when the server is sealed. It is a
 // usage error only so that Run exits with code 2, which is what Vault's
 // "status" does for a sealed server.
-var errSealed = usageError{errors.New("the server is sealed (unseal it with: edgevault operator unseal)")}
+func sealedError(initialized bool) error {
+	if !initialized {
+		return usageError{errors.New("the server is not initialised (initialise it once with: edgevault operator init)")}
+	}
+	return usageError{errors.New("the server is sealed (unseal it with: edgevault operator unseal)")}
+}
 
 func newStatusCmd(e *env) *cobra.Command {
 	var cf clientFlags
@@ -39,7 +44,7 @@ unsealed server with: until edgevault status >/dev/null; do sleep 1; done`,
 				return err
 			}
 			if st.Sealed {
-				return errSealed
+				return sealedError(st.Initialized)
 			}
 			return nil
 		},

@@ -170,7 +170,7 @@ func mountPathArg(p string) (string, error) {
 	first := strings.SplitN(p, "/", 2)[0]
 	switch first {
 	case "sys", "auth", "cubbyhole", "identity":
-		return "", logical.InvalidRequest("cannot mount at %q: %q is reserved", p+"/", first+"/")
+		return "", logical.InvalidRequest("mount path %q: %q is reserved", p+"/", first+"/")
 	}
 	return p + "/", nil
 }
@@ -235,8 +235,19 @@ func (s *Server) enableMount(ctx context.Context, path string, data map[string]a
 	if err != nil {
 		return err
 	}
-	if _, _, err := logical.Object(data, "config"); err != nil {
+	cfg, _, err := logical.Object(data, "config")
+	if err != nil {
 		return err
+	}
+	if err := checkMountConfig(cfg); err != nil {
+		return err
+	}
+	for _, name := range []string{"local", "seal_wrap", "external_entropy_access"} {
+		if v, _, err := logical.Bool(data, name); err != nil {
+			return err
+		} else if v {
+			return logical.InvalidRequest("field %q: not supported", name)
+		}
 	}
 	switch typ {
 	case "kv-v2":
@@ -264,6 +275,39 @@ func (s *Server) enableMount(ctx context.Context, path string, data map[string]a
 	entries := append(append([]*mountEntry(nil), c.mounts.stored()...),
 		newMountEntry(path, "kv", desc, map[string]string{"version": "2"}))
 	return s.replaceMountsLocked(ctx, c, entries)
+}
+
+// checkMountConfig validates the "config" object of a mount request. The
+// Vault client always sends the lease TTLs, force_no_cache and options; KV v2
+// issues no leases, so valid TTLs are accepted and have no effect. Anything
+// else set is refused rather than silently ignored.
+func checkMountConfig(cfg map[string]any) error {
+	for k, v := range cfg {
+		switch k {
+		case "default_lease_ttl", "max_lease_ttl":
+			if _, _, err := logical.Duration(cfg, k); err != nil {
+				return logical.InvalidRequest("field \"config\": %s", strings.TrimPrefix(err.Error(), logical.ErrInvalidRequest.Error()+": "))
+			}
+		case "force_no_cache":
+			if b, _, err := logical.Bool(cfg, k); err != nil || b {
+				return logical.InvalidRequest("field \"config\": force_no_cache: only false is supported")
+			}
+		case "description":
+			if _, _, err := logical.String(cfg, k); err != nil {
+				return logical.InvalidRequest("field \"config\": description: expected a string")
+			}
+		case "options":
+			// The client sends null here; mount options are the top-level field.
+			if m, ok := v.(map[string]any); v != nil && (!ok || len(m) > 0) {
+				return logical.InvalidRequest("field \"config\": options: give mount options in the top-level \"options\" field")
+			}
+		default:
+			if v != nil {
+				return logical.InvalidRequest("field \"config\": %q is not supported (supported: default_lease_ttl, max_lease_ttl)", k)
+			}
+		}
+	}
+	return nil
 }
 
 // disableMount removes the mount at path and every record it stored.

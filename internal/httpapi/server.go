@@ -162,6 +162,10 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		errorf(w, http.StatusForbidden, "permission denied")
 		return
 	}
+	if r.Header.Get("X-Vault-Wrap-TTL") != "" {
+		errorf(w, http.StatusBadRequest, "response wrapping (X-Vault-Wrap-TTL) is not supported yet; the response would not be wrapped")
+		return
+	}
 	if ns := strings.Trim(r.Header.Get("X-Vault-Namespace"), "/"); ns != "" && ns != "root" {
 		errorf(w, http.StatusBadRequest, fmt.Sprintf("namespace %q does not exist", ns))
 		return

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -478,6 +479,22 @@ func TestInitUnsealSeal(t *testing.T) {
 	if _, err := root.KVv2("secret").Get(context.Background(), "k"); statusOf(err) != 503 {
 		t.Fatalf("read after seal: %v", err)
 	}
+	// A share that conflicts with one already given is a 400, not a 500.
+	if _, err := sys.Unseal(init.Keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	bad := []byte(init.Keys[0])
+	if bad[0] == 'a' {
+		bad[0] = 'b'
+	} else {
+		bad[0] = 'a'
+	}
+	if _, err := sys.Unseal(string(bad)); statusOf(err) != 400 {
+		t.Fatalf("conflicting share: %v", err)
+	}
+	if _, err := sys.ResetUnsealProcess(); err != nil {
+		t.Fatal(err)
+	}
 	// A wrong share set fails and resets progress.
 	other, _ := sys.Unseal(init.Keys[0])
 	if other.Progress != 1 {
@@ -566,6 +583,11 @@ func TestBadInput(t *testing.T) {
 		{"unseal bad key", "PUT", "/v1/sys/unseal", `{"key":"zz"}`, 400, "key"},
 		{"init unknown field", "PUT", "/v1/sys/init", `{"secret_shares":1,"nope":true}`, 400, "nope"},
 		{"method", "TRACE", "/v1/secret/data/x", "", 405, ""},
+		{"health code", "GET", "/v1/sys/health?sealedcode=abc", "", 400, "sealedcode"},
+		{"mount config key", "POST", "/v1/sys/mounts/m1", `{"type":"kv-v2","config":{"bogus":1}}`, 400, "bogus"},
+		{"mount negative ttl", "POST", "/v1/sys/mounts/m2", `{"type":"kv-v2","config":{"default_lease_ttl":"-5s"}}`, 400, "default_lease_ttl"},
+		{"mount reserved", "POST", "/v1/sys/mounts/sys/x", `{"type":"kv-v2"}`, 400, "reserved"},
+		{"policy number", "PUT", "/v1/sys/policies/acl/p", `{"policy":5}`, 400, "expected a string"},
 		{"no v1", "GET", "/secret/data/x", "", 404, ""},
 	}
 	for _, tc := range cases {
@@ -586,6 +608,19 @@ func TestBadInput(t *testing.T) {
 				t.Fatal("a failed request changed storage")
 			}
 		})
+	}
+	// A request for a wrapped response is refused, never answered in clear.
+	req, _ := http.NewRequest("GET", ts.addr+"/v1/secret/data/seed", nil)
+	req.Header.Set("X-Vault-Token", ts.root)
+	req.Header.Set("X-Vault-Wrap-TTL", "60s")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || strings.Contains(string(body), `"v"`) {
+		t.Fatalf("wrap request: %d %s", resp.StatusCode, body)
 	}
 	// No token, bad token: 403 with Vault's message.
 	for _, tok := range []string{"", "evs.nope"} {
@@ -639,5 +674,38 @@ func TestCreateVersusUpdateCapability(t *testing.T) {
 	code, _ := ts.raw(t, "PATCH", "/v1/secret/data/exists", ts.root, []byte(`{"data":{"v":"3"}}`))
 	if code != http.StatusUnsupportedMediaType {
 		t.Fatalf("PATCH without merge-patch content type = %d", code)
+	}
+}
+
+func TestDevUnsealKeyAndLeader(t *testing.T) {
+	phys := inmem.New()
+	srv, err := httpapi.New(httpapi.Config{Physical: phys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	root, key, err := srv.InitDev(context.Background(), "root")
+	if err != nil || root != "root" || len(key) != 32 {
+		t.Fatalf("InitDev = %q, %d-byte key, %v", root, len(key), err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.Handler()}
+	go hs.Serve(ln)
+	defer hs.Close()
+	ts := &testServer{addr: "http://" + ln.Addr().String(), root: root}
+	c := ts.newClient(t, root)
+	if err := c.Sys().Seal(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Sys().Unseal(hex.EncodeToString(key))
+	if err != nil || st.Sealed {
+		t.Fatalf("unseal a dev server with its key: %+v %v", st, err)
+	}
+	leader, err := c.Sys().Leader()
+	if err != nil || leader.HAEnabled {
+		t.Fatalf("sys/leader = %+v, %v", leader, err)
 	}
 }

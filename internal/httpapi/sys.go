@@ -21,6 +21,7 @@ var unauthenticatedSys = map[string]func(*Server, http.ResponseWriter, *http.Req
 	"sys/seal-status": (*Server).serveSealStatus,
 	"sys/unseal":      (*Server).serveUnseal,
 	"sys/health":      (*Server).serveHealth,
+	"sys/leader":      (*Server).serveLeader,
 }
 
 // sysRoute returns the route for an authenticated sys path (rel to "sys/").
@@ -274,27 +275,28 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 		}
 		return n, nil
 	}
-	status, err := code("activecode", http.StatusOK)
-	if err == nil {
-		switch {
-		case !st.Initialized:
-			status, err = code("uninitcode", 501)
-		case st.Sealed:
-			status, err = code("sealedcode", 503)
-		}
-	}
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	for _, name := range []string{"standbycode", "perfstandbyok", "standbyok", "drsecondarycode", "performancestandbycode", "removedcode", "haunhealthycode"} {
-		if name == "standbyok" || name == "perfstandbyok" {
-			continue
-		}
-		if _, err := code(name, 200); err != nil {
+	codes := map[string]int{}
+	for _, name := range []string{"activecode", "uninitcode", "sealedcode", "standbycode", "drsecondarycode",
+		"performancestandbycode", "removedcode", "haunhealthycode"} {
+		c, err := code(name, 0)
+		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
+		codes[name] = c
+	}
+	pick := func(name string, def int) int {
+		if c := codes[name]; c != 0 {
+			return c
+		}
+		return def
+	}
+	status := pick("activecode", http.StatusOK)
+	switch {
+	case !st.Initialized:
+		status = pick("uninitcode", http.StatusNotImplemented)
+	case st.Sealed:
+		status = pick("sealedcode", http.StatusServiceUnavailable)
 	}
 	if r.Method == http.MethodHead {
 		w.WriteHeader(status)
@@ -310,6 +312,24 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 		"server_time_utc":              time.Now().Unix(),
 		"version":                      s.cfg.Version,
 		"enterprise":                   false,
+	})
+}
+
+// serveLeader answers sys/leader: a single server is its own leader and HA
+// is not enabled (the vault CLI's status command asks).
+func (s *Server) serveLeader(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		errorf(w, http.StatusMethodNotAllowed, "sys/leader takes GET")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"ha_enabled":                          false,
+		"is_self":                             false,
+		"active_time":                         "0001-01-01T00:00:00Z",
+		"leader_address":                      "",
+		"leader_cluster_address":              "",
+		"performance_standby":                 false,
+		"performance_standby_last_remote_wal": 0,
 	})
 }
 

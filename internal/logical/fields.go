@@ -44,13 +44,8 @@ func String(data map[string]any, name string) (string, bool, error) {
 	if !ok || v == nil {
 		return "", false, nil
 	}
-	switch t := v.(type) {
-	case string:
+	if t, ok := v.(string); ok {
 		return t, true, nil
-	case json.Number:
-		return t.String(), true, nil
-	case bool:
-		return strconv.FormatBool(t), true, nil
 	}
 	return "", true, InvalidRequest("field %q: expected a string, got %s", name, TypeName(v))
 }

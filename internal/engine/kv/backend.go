@@ -122,12 +122,6 @@ func unsupported(req *logical.Request) error {
 	return fmt.Errorf("%w: %s on %q", logical.ErrUnsupportedOperation, req.Operation, req.Path)
 }
 
-// isWrite reports whether the operation carries a body whose fields are
-// checked strictly.
-func isWrite(op logical.Operation) bool {
-	return op == logical.CreateOperation || op == logical.UpdateOperation || op == logical.PatchOperation
-}
-
 // Storage keys, relative to the mount view.
 const (
 	configKey     = "config"
