@@ -98,7 +98,7 @@ func runServer(ctx context.Context, e *env, cfg config.Config) error {
 	case "bolt":
 		b, err := bolt.Open(cfg.Storage.Path, bolt.Options{Logger: log})
 		if err != nil {
-			return fmt.Errorf("open storage: %w", err)
+			return err
 		}
 		defer b.Close()
 		phys = b

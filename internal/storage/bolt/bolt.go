@@ -43,6 +43,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -111,6 +112,10 @@ func Open(path string, opts Options) (*Backend, error) {
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("bolt: open %s: file is locked by another process: %w", path, err)
+		}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is already in the message
 		}
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
