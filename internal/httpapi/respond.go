@@ -13,19 +13,6 @@ import (
 	"github.com/edgevault/edgevault/internal/token"
 )
 
-// envelope is Vault's response body for logical requests.
-type envelope struct {
-	RequestID     string         `json:"request_id"`
-	LeaseID       string         `json:"lease_id"`
-	Renewable     bool           `json:"renewable"`
-	LeaseDuration int            `json:"lease_duration"`
-	Data          map[string]any `json:"data"`
-	WrapInfo      any            `json:"wrap_info"`
-	Warnings      []string       `json:"warnings"`
-	Auth          *logical.Auth  `json:"auth"`
-	MountType     string         `json:"mount_type"`
-}
-
 // errorBody is Vault's error body.
 type errorBody struct {
 	Errors []string `json:"errors"`
@@ -68,16 +55,16 @@ func writeResponse(w http.ResponseWriter, resp *logical.Response, mountType stri
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	writeJSON(w, status, envelope{
-		RequestID:     newRequestID(),
-		LeaseID:       resp.LeaseID,
-		Renewable:     resp.Renewable,
-		LeaseDuration: resp.LeaseDuration,
-		Data:          resp.Data,
-		Warnings:      resp.Warnings,
-		Auth:          resp.Auth,
-		MountType:     mountType,
-	})
+	body, err := appendEnvelope(make([]byte, 0, 512), newRequestID(), resp, mountType)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, errorBody{Errors: []string{"internal error encoding the response"}})
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
 // statusFor maps an error to the HTTP status Vault would answer, and says
