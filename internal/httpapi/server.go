@@ -182,6 +182,12 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 	}
 	route, rel, err := c.route(path)
 	if err != nil {
+		// As Vault does, a caller not allowed on the path learns nothing
+		// about what is mounted there.
+		if allowed, _ := acl.Allowed(op, path); !allowed {
+			errorf(w, http.StatusForbidden, "permission denied")
+			return
+		}
 		s.writeError(w, r, err)
 		return
 	}

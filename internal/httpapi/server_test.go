@@ -622,6 +622,14 @@ func TestBadInput(t *testing.T) {
 	if resp.StatusCode != 400 || strings.Contains(string(body), `"v"`) {
 		t.Fatalf("wrap request: %d %s", resp.StatusCode, body)
 	}
+	// An unmounted path is 404 for a caller allowed there, 403 for others.
+	limited, err := ts.client.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{"default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := ts.raw(t, "GET", "/v1/nomount/x", limited.Auth.ClientToken, nil); code != 403 {
+		t.Fatalf("unmounted path, limited token: %d, want 403", code)
+	}
 	// No token, bad token: 403 with Vault's message.
 	for _, tok := range []string{"", "evs.nope"} {
 		code, body := ts.raw(t, "GET", "/v1/secret/data/seed", tok, nil)
