@@ -37,8 +37,6 @@ func TestMain(m *testing.M) {
 //	waitserver             wait until EDGEVAULT_ADDR accepts connections
 //	exit CODE PROG ARGS    run PROG and require exit code CODE
 //	capture NAME [REGEXP]  set $NAME to the last stdout (trimmed), or to REGEXP's first group in it
-//
-// Extra condition: [devserver] is true when the dev server is compiled in.
 func TestScripts(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir:                 "testdata",
@@ -49,12 +47,6 @@ func TestScripts(t *testing.T) {
 				env.Setenv(k, "")
 			}
 			return nil
-		},
-		Condition: func(cond string) (bool, error) {
-			if cond == "devserver" {
-				return devServerAvailable, nil
-			}
-			return false, fmt.Errorf("unknown condition %q", cond)
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"devserver":    cmdDevServer,

@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// devServerAvailable reports whether startDevServer can run a server: true
-// (server.go is part of the build).
-const devServerAvailable = true
-
 // startDevServer runs a real in-memory dev server on a free loopback port in
 // this process, as "edgevault server -dev" would, and returns its address,
 // root token and a function that stops it and waits for it to exit.
