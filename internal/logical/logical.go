@@ -46,31 +46,37 @@ type Request struct {
 	ContentType string
 }
 
-// Auth describes a token returned by a login or token-create call.
+// Auth describes a token returned by a login or token-create call, in the
+// shape of Vault's "auth" response block.
 type Auth struct {
-	ClientToken   string            `json:"client_token"`
-	Accessor      string            `json:"accessor"`
-	Policies      []string          `json:"policies"`
-	TokenPolicies []string          `json:"token_policies"`
-	Metadata      map[string]string `json:"metadata"`
-	LeaseDuration int               `json:"lease_duration"`
-	Renewable     bool              `json:"renewable"`
-	EntityID      string            `json:"entity_id"`
-	TokenType     string            `json:"token_type"`
-	Orphan        bool              `json:"orphan"`
-	NumUses       int               `json:"num_uses"`
+	ClientToken   string            `json:"client_token"`   // the new token; shown once
+	Accessor      string            `json:"accessor"`       // names the token without granting its use
+	Policies      []string          `json:"policies"`       // all policies in force
+	TokenPolicies []string          `json:"token_policies"` // the policies attached to the token
+	Metadata      map[string]string `json:"metadata"`       // the token's meta
+	LeaseDuration int               `json:"lease_duration"` // TTL in seconds; 0 never expires
+	Renewable     bool              `json:"renewable"`      // whether renew is allowed
+	EntityID      string            `json:"entity_id"`      // always "" (no identity store)
+	TokenType     string            `json:"token_type"`     // "service"
+	Orphan        bool              `json:"orphan"`         // true when the token has no parent
+	NumUses       int               `json:"num_uses"`       // uses left; 0 is unlimited
 }
 
 // Response is what a backend returns. A nil *Response means 204 No Content.
 type Response struct {
-	Data     map[string]any
-	Auth     *Auth
+	// Data is the envelope's "data" object.
+	Data map[string]any
+	// Auth is the envelope's "auth" object, for calls that create a token.
+	Auth *Auth
+	// Warnings are shown to the client in the envelope's "warnings".
 	Warnings []string
 	// LeaseDuration and Renewable fill the envelope's lease fields.
 	LeaseDuration int
 	Renewable     bool
-	LeaseID       string
-	// StatusCode overrides the default 200 when non-zero.
+	// LeaseID names the lease of a dynamic secret ("" for none).
+	LeaseID string
+	// StatusCode overrides the default 200 when non-zero (Vault answers some
+	// reads with 404 and a body).
 	StatusCode int
 }
 

@@ -276,35 +276,31 @@ func (s *Store) handleLookupAccessor(ctx context.Context, req *logical.Request) 
 	return &logical.Response{Data: lookupData(e, "", s.now())}, nil
 }
 
-// accessorField reads the required "accessor" field (and nothing else but
-// "increment", which renew-accessor also takes and reads itself).
+// accessorField reads the required "accessor" field; extra names the other
+// fields the path takes (and reads itself).
 func accessorField(data map[string]any, extra ...string) (string, error) {
-	if err := logical.CheckFields(data, append([]string{"accessor"}, extra...)...); err != nil {
-		return "", err
-	}
-	acc, _, err := logical.String(data, "accessor")
-	if err != nil {
-		return "", err
-	}
-	if acc == "" {
-		return "", logical.InvalidRequest("field \"accessor\": missing")
-	}
-	return acc, nil
+	return requiredField(data, "accessor", extra)
 }
 
 // tokenField reads the required "token" field.
 func tokenField(data map[string]any, extra ...string) (string, error) {
-	if err := logical.CheckFields(data, append([]string{"token"}, extra...)...); err != nil {
+	return requiredField(data, "token", extra)
+}
+
+// requiredField reads the non-empty string field name, refusing any field
+// that is neither name nor one of extra.
+func requiredField(data map[string]any, name string, extra []string) (string, error) {
+	if err := logical.CheckFields(data, append([]string{name}, extra...)...); err != nil {
 		return "", err
 	}
-	id, _, err := logical.String(data, "token")
+	v, _, err := logical.String(data, name)
 	if err != nil {
 		return "", err
 	}
-	if id == "" {
-		return "", logical.InvalidRequest("field \"token\": missing")
+	if v == "" {
+		return "", logical.InvalidRequest("field %q: missing", name)
 	}
-	return id, nil
+	return v, nil
 }
 
 func (s *Store) handleRenew(ctx context.Context, req *logical.Request, path string) (*logical.Response, error) {
