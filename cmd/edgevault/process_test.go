@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	vault "github.com/hashicorp/vault/api"
+)
+
+// TestRealProcess drives a real `edgevault server -config` process with the
+// real Vault client: init, unseal, KV v2, a token tree, a policy, sealing,
+// and a restart that keeps everything.
+func TestRealProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "server.hcl")
+	conf := fmt.Sprintf("listener \"tcp\" {\n  address = %q\n  tls_disable = 1\n}\nstorage \"bolt\" {\n  path = %q\n}\n", addr, filepath.Join(dir, "ev.db"))
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proc := startProcess(t, bin, cfg, addr)
+	stop := func() {
+		proc.Process.Signal(syscall.SIGTERM)
+		proc.Wait()
+	}
+	defer func() { stop() }()
+
+	ctx := context.Background()
+	c := client(t, addr, "")
+	init, err := c.Sys().Init(&vault.InitRequest{SecretShares: 3, SecretThreshold: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unseal := func() {
+		t.Helper()
+		for _, k := range init.Keys[:2] {
+			if _, err := c.Sys().Unseal(k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	unseal()
+	root := client(t, addr, init.RootToken)
+
+	kv := root.KVv2("secret")
+	if _, err := kv.Put(ctx, "app/db", map[string]any{"password": "p1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "app/db", map[string]any{"password": "p2"}, vault.WithCheckAndSet(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, "app/db", map[string]any{"password": "stale"}, vault.WithCheckAndSet(1)); err == nil {
+		t.Fatal("stale check-and-set accepted")
+	}
+	if err := root.Sys().PutPolicy("app", `path "secret/data/app/*" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	parent, err := root.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{"app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	appKV := client(t, addr, parent.Auth.ClientToken).KVv2("secret")
+	if s, err := appKV.Get(ctx, "app/db"); err != nil || s.Data["password"] != "p2" {
+		t.Fatalf("policy read: %v %v", s, err)
+	}
+	var re *vault.ResponseError
+	if _, err := appKV.Put(ctx, "app/db", map[string]any{"x": "y"}); !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Fatalf("write with a read-only policy: %v", err)
+	}
+
+	// Sealed: 503 for the data, then unsealed again with two of the keys.
+	if err := root.Sys().Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, "app/db"); !errors.As(err, &re) || re.StatusCode != 503 {
+		t.Fatalf("read while sealed: %v", err)
+	}
+	unseal()
+
+	// A restart keeps the data, the policy and the token.
+	stop()
+	proc = startProcess(t, bin, cfg, addr)
+	unseal()
+	if s, err := appKV.Get(ctx, "app/db"); err != nil || s.Data["password"] != "p2" || s.VersionMetadata.Version != 2 {
+		t.Fatalf("after restart: %+v %v", s, err)
+	}
+	if err := root.Auth().Token().RevokeTree(parent.Auth.ClientToken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := appKV.Get(ctx, "app/db"); !errors.As(err, &re) || re.StatusCode != 403 {
+		t.Fatalf("read with a revoked token: %v", err)
+	}
+}
