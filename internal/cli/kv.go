@@ -228,6 +228,37 @@ func printKVSecret(w io.Writer, p kvPath, s *api.Secret) error {
 	return nil
 }
 
+// kvWriter is KVv2.Put or KVv2.Patch.
+type kvWriter func(kv *api.KVv2, ctx context.Context, key string, data map[string]any, opts ...api.KVOption) (*api.KVSecret, error)
+
+// writeKVData runs kv put or kv patch: -cas, the request, and the output.
+func writeKVData(cmd *cobra.Command, e *env, cf *clientFlags, kf *kvFlags, path string, cas int, action string, write kvWriter, data map[string]any) error {
+	var opts []api.KVOption
+	if cmd.Flags().Changed("cas") {
+		if cas < 0 {
+			return usagef("-cas %d: expected 0 (create only) or the current version", cas)
+		}
+		opts = append(opts, api.WithCheckAndSet(cas))
+	}
+	c, err := cf.connect(e)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	p, err := kf.resolve(ctx, c, path, true)
+	if err != nil {
+		return err
+	}
+	s, err := write(c.api.KVv2(p.mount), ctx, p.key, data, opts...)
+	if err != nil {
+		return c.fail(action+" "+p.api("data"), err)
+	}
+	if c.json() {
+		return printJSON(c.out, s.Raw)
+	}
+	return printKVSecret(c.out, p, s.Raw)
+}
+
 func newKVPutCmd(e *env, cf *clientFlags) *cobra.Command {
 	var (
 		kf  kvFlags
@@ -251,30 +282,7 @@ version is N.
 			if err != nil {
 				return err
 			}
-			var opts []api.KVOption
-			if cmd.Flags().Changed("cas") {
-				if cas < 0 {
-					return usagef("-cas %d: expected 0 (create only) or the current version", cas)
-				}
-				opts = append(opts, api.WithCheckAndSet(cas))
-			}
-			c, err := cf.connect(e)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			p, err := kf.resolve(ctx, c, args[0], true)
-			if err != nil {
-				return err
-			}
-			s, err := c.api.KVv2(p.mount).Put(ctx, p.key, data, opts...)
-			if err != nil {
-				return c.fail("write "+p.api("data"), err)
-			}
-			if c.json() {
-				return printJSON(c.out, s.Raw)
-			}
-			return printKVSecret(c.out, p, s.Raw)
+			return writeKVData(cmd, e, cf, &kf, args[0], cas, "write", (*api.KVv2).Put, data)
 		},
 	}
 	kf.register(cmd)
@@ -313,30 +321,7 @@ patch of the latest version). Values are given as for "kv put"; -remove=KEY
 			if len(data) == 0 {
 				return usagef("kv patch: nothing to change (give KEY=VALUE or -remove=KEY)")
 			}
-			var opts []api.KVOption
-			if cmd.Flags().Changed("cas") {
-				if cas < 0 {
-					return usagef("-cas %d: expected the current version", cas)
-				}
-				opts = append(opts, api.WithCheckAndSet(cas))
-			}
-			c, err := cf.connect(e)
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			p, err := kf.resolve(ctx, c, args[0], true)
-			if err != nil {
-				return err
-			}
-			s, err := c.api.KVv2(p.mount).Patch(ctx, p.key, data, opts...)
-			if err != nil {
-				return c.fail("patch "+p.api("data"), err)
-			}
-			if c.json() {
-				return printJSON(c.out, s.Raw)
-			}
-			return printKVSecret(c.out, p, s.Raw)
+			return writeKVData(cmd, e, cf, &kf, args[0], cas, "patch", (*api.KVv2).Patch, data)
 		},
 	}
 	kf.register(cmd)
