@@ -86,29 +86,40 @@ func (b *Backend) lookupVersion(ctx context.Context, key string, want uint64) (m
 // readData serves GET data/:path[?version=N]. A deleted or destroyed
 // version answers 404 with {"data": null, "metadata": {...}} as Vault does.
 func (b *Backend) readData(ctx context.Context, req *logical.Request, key string) (*logical.Response, error) {
-	want, err := nonNegativeInt(req, "version")
-	if err != nil {
-		return nil, err
-	}
-	m, vm, raw, err := b.lookupVersion(ctx, key, want)
-	if err != nil {
-		return nil, err
-	}
-	if vm == nil {
-		return nil, errNotFound
-	}
-	resp := &logical.Response{Data: map[string]any{
-		"data":     nil,
-		"metadata": versionInfo(vm, m.custom),
-	}}
-	if raw == nil {
-		resp.StatusCode = http.StatusNotFound
-		return resp, nil
+	resp, raw, err := b.readVersion(ctx, req, key, "data")
+	if err != nil || raw == nil {
+		return resp, err
 	}
 	// The stored bytes are the compact JSON the client wrote: serve them as
 	// they are instead of decoding and re-encoding them on every read.
 	resp.Data["data"] = json.RawMessage(raw)
 	return resp, nil
+}
+
+// readVersion resolves the version a read asks for (query or data
+// "version", 0 = current) and starts its response: {field: null, metadata}.
+// raw is the version's JSON data, or nil with the response's status set to
+// 404 when the version is deleted or destroyed, as Vault answers.
+func (b *Backend) readVersion(ctx context.Context, req *logical.Request, key, field string) (resp *logical.Response, raw []byte, err error) {
+	want, err := nonNegativeInt(req, "version")
+	if err != nil {
+		return nil, nil, err
+	}
+	m, vm, raw, err := b.lookupVersion(ctx, key, want)
+	if err != nil {
+		return nil, nil, err
+	}
+	if vm == nil {
+		return nil, nil, errNotFound
+	}
+	resp = &logical.Response{Data: map[string]any{
+		field:      nil,
+		"metadata": versionInfo(vm, m.custom),
+	}}
+	if raw == nil {
+		resp.StatusCode = http.StatusNotFound
+	}
+	return resp, raw, nil
 }
 
 // checkCAS enforces options.cas and cas_required.

@@ -2,7 +2,6 @@ package kv
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/edgevault/edgevault/internal/logical"
 )
@@ -18,28 +17,13 @@ func (b *Backend) handleSubkeys(ctx context.Context, req *logical.Request, key s
 	if req.Operation != logical.ReadOperation {
 		return nil, unsupported(req)
 	}
-	want, err := nonNegativeInt(req, "version")
-	if err != nil {
-		return nil, err
-	}
 	depth, err := nonNegativeInt(req, "depth")
 	if err != nil {
 		return nil, err
 	}
-	m, vm, raw, err := b.lookupVersion(ctx, key, want)
-	if err != nil {
-		return nil, err
-	}
-	if vm == nil {
-		return nil, errNotFound
-	}
-	resp := &logical.Response{Data: map[string]any{
-		"subkeys":  nil,
-		"metadata": versionInfo(vm, m.custom),
-	}}
-	if raw == nil {
-		resp.StatusCode = http.StatusNotFound
-		return resp, nil
+	resp, raw, err := b.readVersion(ctx, req, key, "subkeys")
+	if err != nil || raw == nil {
+		return resp, err
 	}
 	data, err := decodeData(raw)
 	if err != nil {
