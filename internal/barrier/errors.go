@@ -44,3 +44,7 @@ var (
 	// the wrong length.
 	ErrInvalidShare = errors.New("invalid unseal key")
 )
+
+// ErrSealTypeMismatch is returned by Seal.AutoUnseal when storage was
+// initialized with another seal type than the one configured.
+var ErrSealTypeMismatch = errors.New("barrier: configured seal type does not match the stored seal")

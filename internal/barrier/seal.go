@@ -17,29 +17,52 @@ import (
 // SealConfig is the seal configuration stored in plaintext at
 // SealConfigPath. It holds no secret.
 type SealConfig struct {
-	// Type is the seal type; "shamir" for now.
+	// Type is the seal type: "shamir", or an auto-unseal type ("pkcs11").
 	Type string `json:"type"`
-	// SecretShares is the number of unseal keys (Vault's secret_shares, n).
+	// SecretShares is the number of unseal keys (Vault's secret_shares, n);
+	// 0 with an auto-unseal seal.
 	SecretShares int `json:"secret_shares"`
 	// SecretThreshold is how many of them unseal (secret_threshold, t).
 	SecretThreshold int `json:"secret_threshold"`
+	// RecoveryShares and RecoveryThreshold describe the recovery key of an
+	// auto-unseal seal; 0 with Shamir.
+	RecoveryShares    int `json:"recovery_shares,omitempty"`
+	RecoveryThreshold int `json:"recovery_threshold,omitempty"`
 }
+
+// auto reports whether c is an auto-unseal (recovery) configuration.
+func (c SealConfig) auto() bool { return c.Type != "shamir" && c.Type != "" }
 
 // Validate applies Vault's rules; the error wraps ErrInvalidSealConfig and
 // uses Vault's wording.
 func (c SealConfig) Validate() error {
+	if c.auto() {
+		if c.SecretShares != 0 || c.SecretThreshold != 0 {
+			return fmt.Errorf("%w: secret_shares and secret_threshold must be 0 with an auto-unseal seal (%s); use recovery_shares and recovery_threshold", ErrInvalidSealConfig, c.Type)
+		}
+		return validateShares(c.RecoveryShares, c.RecoveryThreshold, "recovery ")
+	}
+	if c.RecoveryShares != 0 || c.RecoveryThreshold != 0 {
+		return fmt.Errorf("%w: recovery_shares and recovery_threshold apply only to auto-unseal, which this seal is not", ErrInvalidSealConfig)
+	}
+	return validateShares(c.SecretShares, c.SecretThreshold, "")
+}
+
+// validateShares applies Vault's share/threshold rules; kind prefixes the
+// words ("recovery ") for recovery keys.
+func validateShares(shares, threshold int, kind string) error {
 	var msg string
 	switch {
-	case c.SecretShares < 1:
-		msg = "shares must be at least one"
-	case c.SecretThreshold < 1:
-		msg = "threshold must be at least one"
-	case c.SecretShares > 1 && c.SecretThreshold == 1:
-		msg = "threshold must be greater than one for multiple shares"
-	case c.SecretShares > shamir.MaxParts:
-		msg = "shares must be less than 256"
-	case c.SecretThreshold > c.SecretShares:
-		msg = "threshold cannot be larger than shares"
+	case shares < 1:
+		msg = kind + "shares must be at least one"
+	case threshold < 1:
+		msg = kind + "threshold must be at least one"
+	case shares > 1 && threshold == 1:
+		msg = kind + "threshold must be greater than one for multiple shares"
+	case shares > shamir.MaxParts:
+		msg = kind + "shares must be less than 256"
+	case threshold > shares:
+		msg = kind + "threshold cannot be larger than shares"
 	default:
 		return nil
 	}
@@ -57,7 +80,8 @@ func (c SealConfig) shareLen() int {
 
 // Status is the seal status, as GET /v1/sys/seal-status reports it.
 type Status struct {
-	// Type is the seal type ("shamir"); empty before initialization.
+	// Type is the seal type ("shamir", "pkcs11"). Before initialization it
+	// is the configured auto-unseal type, or empty for Shamir.
 	Type        string
 	Initialized bool
 	Sealed      bool
@@ -68,6 +92,9 @@ type Status struct {
 	// Nonce identifies the current unseal attempt; empty when none is in
 	// progress. A new one is drawn when the first key of an attempt arrives.
 	Nonce string
+	// RecoverySeal is true for an auto-unseal seal; T and N are then the
+	// recovery threshold and shares, as in Vault.
+	RecoverySeal bool
 }
 
 // Seal runs Vault's init and unseal protocol over a Barrier: it makes the
@@ -76,6 +103,9 @@ type Status struct {
 type Seal struct {
 	b        *Barrier
 	physical storage.Backend
+
+	// auto, when not nil, protects the root key instead of Shamir shares.
+	auto *autoSeal
 
 	mu       sync.Mutex
 	cfg      *SealConfig // cached once read or written
@@ -112,6 +142,9 @@ func (m *Seal) Init(ctx context.Context, shares, threshold int, onInit func(ctx 
 }
 
 func (m *Seal) init(ctx context.Context, shares, threshold int, onInit func(ctx context.Context) error) ([][]byte, error) {
+	if m.auto != nil {
+		return nil, fmt.Errorf("%w: secret_shares and secret_threshold must be 0 with an auto-unseal seal (%s); use recovery_shares and recovery_threshold", ErrInvalidSealConfig, m.auto.typ)
+	}
 	cfg := SealConfig{Type: "shamir", SecretShares: shares, SecretThreshold: threshold}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -180,6 +213,10 @@ func (m *Seal) SubmitShare(ctx context.Context, key []byte) (Status, error) {
 	}
 	if !m.b.Sealed() {
 		return m.statusLocked(ctx)
+	}
+	if cfg.auto() || m.auto != nil {
+		st, _ := m.statusLocked(ctx)
+		return st, fmt.Errorf("%w: key: this server is configured with an auto-unseal seal (stored seal %q); it unseals itself and takes no unseal keys", ErrInvalidShare, cfg.Type)
 	}
 	if want := cfg.shareLen(); len(key) != want {
 		st, _ := m.statusLocked(ctx)
@@ -261,8 +298,13 @@ func (m *Seal) statusLocked(ctx context.Context) (Status, error) {
 	if err != nil {
 		return st, err
 	}
-	if cfg != nil {
+	switch {
+	case cfg != nil && cfg.auto():
+		st.Type, st.T, st.N, st.RecoverySeal = cfg.Type, cfg.RecoveryThreshold, cfg.RecoveryShares, true
+	case cfg != nil:
 		st.Type, st.T, st.N = cfg.Type, cfg.SecretThreshold, cfg.SecretShares
+	case m.auto != nil:
+		st.Type, st.RecoverySeal = m.auto.typ, true
 	}
 	if st.Initialized, err = m.b.Initialized(ctx); err != nil {
 		return st, err

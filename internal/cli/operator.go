@@ -28,47 +28,95 @@ func newOperatorCmd(e *env) *cobra.Command {
 		newOperatorSealCmd(e, &cf),
 		newOperatorRotateCmd(e, &cf),
 		newOperatorKeyStatusCmd(e, &cf),
+		newOperatorHSMKeygenCmd(e),
+		newOperatorSealMigrateCmd(e),
 	)
 	addClientFlags(cmd, &cf)
 	return cmd
 }
 
 func newOperatorInitCmd(e *env, cf *clientFlags) *cobra.Command {
-	var shares, threshold int
+	var shares, threshold, rShares, rThreshold int
 	cmd := &cobra.Command{
-		Use:   "init [-key-shares=5] [-key-threshold=3]",
-		Short: "Initialise a new server and print its unseal keys and root token",
+		Use:   "init [-key-shares=5] [-key-threshold=3] [-recovery-shares=5] [-recovery-threshold=3]",
+		Short: "Initialise a new server and print its unseal (or recovery) keys and root token",
 		Long: `Initialise a new server: generate its root key, split it into -key-shares
 unseal keys of which -key-threshold are needed to unseal, and create the initial
 root token. This happens once per server; the keys are shown only now.
+
+A server with an auto-unseal seal (seal "pkcs11") keeps its root key wrapped by
+the HSM and needs no unseal keys; it gets -recovery-shares recovery keys instead,
+-recovery-threshold of which authorise operator actions such as seal migration.
 ` + exitCodesHelp,
 		Args: argsBetween(0, 0, "no arguments"),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch {
-			case shares < 1 || shares > maxKeyShares:
-				return usagef("-key-shares %d: expected 1 to %d", shares, maxKeyShares)
-			case threshold < 1 || threshold > shares:
-				return usagef("-key-threshold %d: expected 1 to -key-shares (%d)", threshold, shares)
+			if err := checkShares("key", shares, threshold); err != nil {
+				return err
+			}
+			if err := checkShares("recovery", rShares, rThreshold); err != nil {
+				return err
 			}
 			c, err := cf.connect(e)
 			if err != nil {
 				return err
 			}
-			resp, err := c.api.Sys().InitWithContext(cmd.Context(), &api.InitRequest{
-				SecretShares: shares, SecretThreshold: threshold,
-			})
+			st, err := c.api.Sys().SealStatusWithContext(cmd.Context())
+			if err != nil {
+				return c.fail("read the seal status", err)
+			}
+			req := &api.InitRequest{SecretShares: shares, SecretThreshold: threshold}
+			if st.RecoverySeal {
+				req = &api.InitRequest{RecoveryShares: rShares, RecoveryThreshold: rThreshold}
+			}
+			resp, err := c.api.Sys().InitWithContext(cmd.Context(), req)
 			if err != nil {
 				return c.fail("initialise", err)
 			}
 			if c.json() {
 				return printJSON(c.out, resp)
 			}
+			if st.RecoverySeal {
+				return printRecoveryInit(c.out, resp, rThreshold)
+			}
 			return printInit(c.out, resp, threshold)
 		},
 	}
 	cmd.Flags().IntVar(&shares, "key-shares", 5, "number of unseal keys to create")
 	cmd.Flags().IntVar(&threshold, "key-threshold", 3, "number of unseal keys needed to unseal")
+	cmd.Flags().IntVar(&rShares, "recovery-shares", 5, "number of recovery keys to create (auto-unseal seals)")
+	cmd.Flags().IntVar(&rThreshold, "recovery-threshold", 3, "number of recovery keys needed (auto-unseal seals)")
 	return cmd
+}
+
+// checkShares validates a shares/threshold flag pair named by kind.
+func checkShares(kind string, shares, threshold int) error {
+	switch {
+	case shares < 1 || shares > maxKeyShares:
+		return usagef("-%s-shares %d: expected 1 to %d", kind, shares, maxKeyShares)
+	case threshold < 1 || threshold > shares:
+		return usagef("-%s-threshold %d: expected 1 to -%s-shares (%d)", kind, threshold, kind, shares)
+	}
+	return nil
+}
+
+// printRecoveryInit prints the recovery keys and root token of an
+// auto-unseal server, as Vault does.
+func printRecoveryInit(w io.Writer, resp *api.InitResponse, threshold int) error {
+	keys := resp.RecoveryKeysB64
+	if len(keys) == 0 {
+		keys = resp.RecoveryKeys
+	}
+	var b strings.Builder
+	for i, k := range keys {
+		fmt.Fprintf(&b, "Recovery Key %d: %s\n", i+1, k)
+	}
+	fmt.Fprintf(&b, "\nInitial Root Token: %s\n\n", resp.RootToken)
+	fmt.Fprintf(&b, `Server initialised with %d recovery key shares and a key threshold of %d.
+The server unseals itself with its HSM; the recovery keys authorise operator
+actions such as seal migration. Please securely distribute them.
+`, len(keys), threshold)
+	_, err := io.WriteString(w, b.String())
+	return err
 }
 
 // printInit prints the unseal keys and root token as Vault does.

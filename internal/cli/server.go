@@ -15,6 +15,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/edgevault/edgevault/internal/barrier"
+	"github.com/edgevault/edgevault/internal/barrier/pkcs11"
 	"github.com/edgevault/edgevault/internal/config"
 	"github.com/edgevault/edgevault/internal/httpapi"
 	"github.com/edgevault/edgevault/internal/storage"
@@ -105,13 +107,25 @@ func runServer(ctx context.Context, e *env, cfg config.Config) error {
 	case "inmem":
 		phys = inmem.New()
 	}
-	srv, err := httpapi.New(httpapi.Config{
+	hcfg := httpapi.Config{
 		Physical: phys, StorageType: cfg.Storage.Type, Logger: log, MaxRequestSize: cfg.MaxRequestSize,
-	})
+	}
+	var hsm *pkcs11.Protector
+	if cfg.Seal == "pkcs11" {
+		if hsm, err = newHSMProtector(e, cfg.PKCS11); err != nil {
+			return err
+		}
+		defer hsm.Close()
+		hcfg.Protector, hcfg.SealType = hsm, "pkcs11"
+	}
+	srv, err := httpapi.New(hcfg)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	if hsm != nil {
+		go autoUnseal(ctx, log, srv)
+	}
 	ln, err := net.Listen("tcp", cfg.Listener.Address)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listener.Address, err)
@@ -130,6 +144,63 @@ func runServer(ctx context.Context, e *env, cfg config.Config) error {
 	}
 	log.Info("edgevault server started", "address", scheme+"://"+ln.Addr().String(), "storage", cfg.Storage.Type)
 	return serve(ctx, log, ln, srv.Handler())
+}
+
+// newHSMProtector builds the pkcs11 seal's Protector from the config and
+// the PIN (EDGEVAULT_HSM_PIN or pin_file). It does not contact the HSM.
+func newHSMProtector(e *env, c *config.PKCS11Seal) (*pkcs11.Protector, error) {
+	pin, err := pkcs11.ResolvePIN(e.getenv(pkcs11.PINEnv), c.PinFile)
+	if err != nil {
+		return nil, fmt.Errorf("seal \"pkcs11\": %w", err)
+	}
+	pc := pkcs11.Config{Lib: c.Lib, TokenLabel: c.TokenLabel, KeyLabel: c.KeyLabel, PIN: pin}
+	if c.HasSlot {
+		slot := int(c.Slot)
+		pc.Slot = &slot
+	}
+	p, err := pkcs11.New(pc)
+	if err != nil {
+		return nil, fmt.Errorf("seal \"pkcs11\": %w", err)
+	}
+	return p, nil
+}
+
+// Auto-unseal retry bounds: the wait doubles from the first to the last.
+const (
+	autoUnsealFirstWait = time.Second
+	autoUnsealMaxWait   = time.Minute
+)
+
+// autoUnseal unseals srv with its HSM, retrying with capped exponential
+// backoff while the HSM is unreachable. It stops for good on errors that a
+// retry cannot fix: a wrong PIN (retrying would lock the token), a wrapped
+// key that does not authenticate, a seal type mismatch, or no init yet.
+func autoUnseal(ctx context.Context, log *slog.Logger, srv *httpapi.Server) {
+	wait := autoUnsealFirstWait
+	for attempt := 1; ; attempt++ {
+		err := srv.AutoUnseal(ctx)
+		switch {
+		case err == nil:
+			log.Info("auto-unsealed with the pkcs11 seal", "attempt", attempt)
+			return
+		case errors.Is(err, barrier.ErrNotInitialized):
+			log.Info("not initialised yet; PUT sys/init with recovery_shares and recovery_threshold initialises it and unseals it with the pkcs11 seal")
+			return
+		case errors.Is(err, pkcs11.ErrPINIncorrect):
+			log.Error("auto-unseal stopped: the HSM refused the PIN; not retrying, to avoid locking the token. Fix EDGEVAULT_HSM_PIN or pin_file and restart", "err", err)
+			return
+		case errors.Is(err, pkcs11.ErrUnwrap), errors.Is(err, barrier.ErrSealTypeMismatch), errors.Is(err, barrier.ErrBadRootKey):
+			log.Error("auto-unseal stopped: retrying cannot fix this; the server stays sealed", "err", err)
+			return
+		}
+		log.Warn("auto-unseal failed; the server stays sealed and retries", "err", err, "attempt", attempt, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, autoUnsealMaxWait)
+	}
 }
 
 func isLoopback(host string) bool {

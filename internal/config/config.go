@@ -6,8 +6,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,8 +24,11 @@ type Config struct {
 	Listener Listener
 	// Storage is the physical backend.
 	Storage Storage
-	// Seal is how the root key is protected: "shamir" (the default).
+	// Seal is how the root key is protected: "shamir" (the default) or
+	// "pkcs11" (auto-unseal with an HSM key; settings in PKCS11).
 	Seal string
+	// PKCS11 holds the settings of seal "pkcs11"; nil for other seals.
+	PKCS11 *PKCS11Seal
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string
 	// MaxRequestSize bounds request bodies in bytes (default 32 MiB).
@@ -49,6 +54,28 @@ type Storage struct {
 	// Path is the bolt database file.
 	Path string
 }
+
+// PKCS11Seal is the body of seal "pkcs11" { ... }. The PIN is never part of
+// it: it comes from the environment (EDGEVAULT_HSM_PIN) or PinFile.
+type PKCS11Seal struct {
+	// Lib is the absolute path of the PKCS#11 module, e.g.
+	// /usr/lib/softhsm/libsofthsm2.so.
+	Lib string
+	// TokenLabel selects the token by label; exactly one of TokenLabel and
+	// Slot is required.
+	TokenLabel string
+	// Slot selects the token by slot number when HasSlot.
+	Slot    int64
+	HasSlot bool
+	// KeyLabel is the label of the AES-256 key (see operator hsm-keygen).
+	KeyLabel string
+	// PinFile is a file holding the user PIN, read when EDGEVAULT_HSM_PIN
+	// is unset.
+	PinFile string
+}
+
+// noSlot marks a pkcs11 seal block without a slot setting.
+const noSlot = math.MinInt64
 
 // Default returns the defaults every file is applied on top of.
 func Default() Config {
@@ -127,9 +154,26 @@ func Parse(text string) (Config, error) {
 				return Config{}, err
 			}
 			cfg.Seal = typ
-			if err := decodeBody(body, "seal", map[string]any{}); err != nil {
+			if typ != "pkcs11" {
+				if err := decodeBody(body, "seal", map[string]any{}); err != nil {
+					return Config{}, err
+				}
+				break
+			}
+			for _, it := range body.Items {
+				if k := it.Keys[0].Token.Value().(string); k == "pin" {
+					return Config{}, errors.New("seal \"pkcs11\": pin: a PIN must not be written in the configuration file; set EDGEVAULT_HSM_PIN or pin_file (a file readable only by the server)")
+				}
+			}
+			p := &PKCS11Seal{Slot: noSlot}
+			if err := decodeBody(body, "seal \"pkcs11\"", map[string]any{
+				"lib": &p.Lib, "token_label": &p.TokenLabel, "slot": &p.Slot,
+				"key_label": &p.KeyLabel, "pin_file": &p.PinFile,
+			}); err != nil {
 				return Config{}, err
 			}
+			p.HasSlot = p.Slot != noSlot
+			cfg.PKCS11 = p
 		case "log_level":
 			if err := hcl.DecodeObject(&cfg.LogLevel, item.Val); err != nil {
 				return Config{}, fmt.Errorf("log_level: %w", err)
@@ -221,8 +265,14 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("storage %q: unknown type (supported: bolt, inmem)", c.Storage.Type)
 	}
-	if c.Seal != "shamir" {
-		return fmt.Errorf("seal %q: unknown type (supported: shamir)", c.Seal)
+	switch c.Seal {
+	case "shamir":
+	case "pkcs11":
+		if err := c.PKCS11.validate(); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("seal %q: unknown type (supported: shamir, pkcs11)", c.Seal)
 	}
 	if _, _, err := net.SplitHostPort(c.Listener.Address); err != nil {
 		return fmt.Errorf("listener: address %q: %w", c.Listener.Address, err)
@@ -243,6 +293,30 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestSize <= 0 {
 		return fmt.Errorf("max_request_size %d: must be positive", c.MaxRequestSize)
+	}
+	return nil
+}
+
+// validate checks the pkcs11 seal settings, naming the field at fault.
+func (p *PKCS11Seal) validate() error {
+	const where = "seal \"pkcs11\""
+	switch {
+	case p == nil:
+		return errors.New(where + ": settings are required (lib, token_label or slot, key_label)")
+	case p.Lib == "":
+		return errors.New(where + ": lib is required, e.g. lib = \"/usr/lib/softhsm/libsofthsm2.so\"")
+	case !filepath.IsAbs(p.Lib):
+		return fmt.Errorf("%s: lib %q: must be an absolute path", where, p.Lib)
+	case p.TokenLabel == "" && !p.HasSlot:
+		return errors.New(where + ": token_label or slot is required")
+	case p.TokenLabel != "" && p.HasSlot:
+		return errors.New(where + ": token_label and slot: give one, not both")
+	case p.HasSlot && p.Slot < 0:
+		return fmt.Errorf("%s: slot %d: must not be negative", where, p.Slot)
+	case p.KeyLabel == "":
+		return errors.New(where + ": key_label is required")
+	case p.PinFile != "" && !filepath.IsAbs(p.PinFile):
+		return fmt.Errorf("%s: pin_file %q: must be an absolute path", where, p.PinFile)
 	}
 	return nil
 }

@@ -37,6 +37,12 @@ type Config struct {
 	Version string
 	// TokenTidyInterval is how often expired tokens are removed; 0 means 1m.
 	TokenTidyInterval time.Duration
+	// Protector, when not nil, makes the seal an auto-unseal seal of type
+	// SealType ("pkcs11"): init hands out recovery keys and AutoUnseal
+	// unseals without operators. Nil means Shamir unseal keys.
+	Protector barrier.Protector
+	// SealType names the auto-unseal seal; required with Protector.
+	SealType string
 }
 
 // Server is the Vault-compatible API over one barrier. Create it with New.
@@ -70,12 +76,41 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	b := barrier.New(cfg.Physical)
+	seal := barrier.NewSeal(b, cfg.Physical)
+	if cfg.Protector != nil {
+		var err error
+		if seal, err = barrier.NewAutoSeal(b, cfg.Physical, cfg.SealType, cfg.Protector); err != nil {
+			return nil, fmt.Errorf("httpapi: %w", err)
+		}
+	}
 	return &Server{
 		cfg:     cfg,
 		log:     log,
 		barrier: b,
-		seal:    barrier.NewSeal(b, cfg.Physical),
+		seal:    seal,
 	}, nil
+}
+
+// AutoUnseal unseals an auto-unseal server with its Protector and loads its
+// state. It returns nil when already unsealed, and wraps
+// barrier.ErrNotInitialized before init (init unseals by itself then).
+func (s *Server) AutoUnseal(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cfg.Protector == nil {
+		return errors.New("httpapi: auto-unseal: the server has a Shamir seal")
+	}
+	if !s.barrier.Sealed() && s.state.Load() != nil {
+		return nil
+	}
+	if err := s.seal.AutoUnseal(ctx); err != nil {
+		return err
+	}
+	if err := s.loadCoreLocked(ctx); err != nil {
+		s.seal.SealNow()
+		return fmt.Errorf("load state after auto-unseal: %w", err)
+	}
+	return nil
 }
 
 // Handler returns the HTTP handler serving /v1/.

@@ -93,35 +93,63 @@ func (s *Server) serveInit(w http.ResponseWriter, r *http.Request) {
 	case len(req.PGPKeys) > 0 || req.RootTokenPGPKey != "" || len(req.RecoveryPGPKeys) > 0:
 		s.writeError(w, r, logical.InvalidRequest("PGP-encrypted key shares are not supported"))
 		return
-	case req.RecoveryShares != 0 || req.RecoveryThreshold != 0:
+	case s.cfg.Protector == nil && (req.RecoveryShares != 0 || req.RecoveryThreshold != 0):
 		s.writeError(w, r, logical.InvalidRequest("recovery_shares and recovery_threshold apply only to auto-unseal, which this seal is not"))
 		return
-	case req.StoredShares != 0:
+	case s.cfg.Protector != nil && (req.SecretShares != 0 || req.SecretThreshold != 0):
+		s.writeError(w, r, logical.InvalidRequest("secret_shares and secret_threshold must be 0 (or absent) with the %s auto-unseal seal; use recovery_shares and recovery_threshold", s.cfg.SealType))
+		return
+	case s.cfg.Protector == nil && req.StoredShares != 0:
 		s.writeError(w, r, logical.InvalidRequest("stored_shares must be 0 with a Shamir seal"))
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var root string
-	keys, err := s.seal.Init(ctx, req.SecretShares, req.SecretThreshold, func(ctx2 context.Context) error {
+	bootstrap := func(ctx2 context.Context) error {
 		var err error
 		root, err = s.bootstrap(ctx2, "")
 		return err
-	})
+	}
+	var keys [][]byte
+	var err error
+	if s.cfg.Protector != nil {
+		keys, err = s.seal.InitRecovery(ctx, req.RecoveryShares, req.RecoveryThreshold, bootstrap)
+	} else {
+		keys, err = s.seal.Init(ctx, req.SecretShares, req.SecretThreshold, bootstrap)
+	}
 	if err != nil {
 		s.writeError(w, r, initError(err))
 		return
 	}
 	out := struct {
-		Keys      []string `json:"keys"`
-		KeysB64   []string `json:"keys_base64"`
-		RootToken string   `json:"root_token"`
-	}{RootToken: root}
+		Keys       []string `json:"keys"`
+		KeysB64    []string `json:"keys_base64"`
+		RecKeys    []string `json:"recovery_keys,omitempty"`
+		RecKeysB64 []string `json:"recovery_keys_base64,omitempty"`
+		RootToken  string   `json:"root_token"`
+	}{RootToken: root, Keys: []string{}, KeysB64: []string{}}
 	for _, k := range keys {
-		out.Keys = append(out.Keys, hex.EncodeToString(k))
-		out.KeysB64 = append(out.KeysB64, base64.StdEncoding.EncodeToString(k))
+		if s.cfg.Protector != nil {
+			out.RecKeys = append(out.RecKeys, hex.EncodeToString(k))
+			out.RecKeysB64 = append(out.RecKeysB64, base64.StdEncoding.EncodeToString(k))
+		} else {
+			out.Keys = append(out.Keys, hex.EncodeToString(k))
+			out.KeysB64 = append(out.KeysB64, base64.StdEncoding.EncodeToString(k))
+		}
 	}
-	s.log.Info("initialised", "shares", req.SecretShares, "threshold", req.SecretThreshold)
+	if s.cfg.Protector != nil {
+		s.log.Info("initialised with auto-unseal", "seal", s.cfg.SealType, "recovery_shares", req.RecoveryShares, "recovery_threshold", req.RecoveryThreshold)
+		// As Vault does, an auto-unseal server is unsealed right after init.
+		if err := s.seal.AutoUnseal(ctx); err != nil {
+			s.log.Error("auto-unseal after init failed", "err", err)
+		} else if err := s.loadCoreLocked(ctx); err != nil {
+			s.seal.SealNow()
+			s.log.Error("load state after init failed", "err", err)
+		}
+	} else {
+		s.log.Info("initialised", "shares", req.SecretShares, "threshold", req.SecretThreshold)
+	}
 	writeJSON(w, http.StatusOK, out)
 }
 
@@ -153,9 +181,14 @@ type sealStatus struct {
 }
 
 func (s *Server) sealStatus(st barrier.Status) sealStatus {
+	typ := st.Type
+	if typ == "" {
+		typ = "shamir"
+	}
 	return sealStatus{
-		Type: "shamir", Initialized: st.Initialized, Sealed: st.Sealed, T: st.T, N: st.N,
+		Type: typ, Initialized: st.Initialized, Sealed: st.Sealed, T: st.T, N: st.N,
 		Progress: st.Progress, Nonce: st.Nonce, Version: s.cfg.Version, StorageType: s.cfg.StorageType,
+		RecoverySeal: st.RecoverySeal,
 	}
 }
 
@@ -191,7 +224,7 @@ func (s *Server) serveUnseal(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Migrate {
-		s.writeError(w, r, logical.InvalidRequest("seal migration is not supported"))
+		s.writeError(w, r, logical.InvalidRequest("seal migration through sys/unseal is not supported; stop the server and run \"edgevault operator seal-migrate\""))
 		return
 	}
 	s.mu.Lock()
