@@ -2,14 +2,19 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/policy"
 	"github.com/edgevault/edgevault/internal/storage"
 	"github.com/edgevault/edgevault/internal/token"
+	"github.com/edgevault/edgevault/internal/zone"
 )
 
 // Where each subsystem keeps its records inside the barrier.
@@ -18,24 +23,37 @@ const (
 	policyPrefix = "sys/policy/"
 	mountsKey    = "sys/mounts"
 	enginePrefix = "logical/"
+	zoneRootKey  = "sys/zone-root-key" // in the barrier
+	zonePrefix   = "zone/"             // in physical storage
 )
 
-// core is everything that exists only while the barrier is unsealed.
+// unsealed is everything that exists only while the barrier is unsealed.
+type unsealed struct {
+	root  *core       // the root zone (operators), on the barrier
+	zones *zone.Store // the named zones' keys and records
+	bg    context.Context
+	stop  context.CancelFunc
+
+	mu    sync.Mutex       // guards named
+	named map[string]*core // named zones loaded so far
+}
+
+// core is one zone's state: its token store, policies and mounts, over the
+// storage that holds the zone's records.
 type core struct {
+	zone     string          // "" for the root zone
+	store    storage.Backend // the barrier for the root zone, the zone's backend otherwise
 	tokens   *token.Store
 	policies *policy.Store
-	mounts   *mountTable
-	cancel   context.CancelFunc
+	mounts   atomic.Pointer[mountTable]
+	stop     context.CancelFunc // ends the zone's background work
 }
 
 // bootstrap runs once, inside init, while the barrier is briefly unsealed:
-// it writes the default policy and mount table and creates the root token.
+// it writes the root zone's default policy and mount table and creates the
+// root token.
 func (s *Server) bootstrap(ctx context.Context, rootTokenID string) (string, error) {
-	policies := policy.NewStore(storage.NewView(s.barrier, policyPrefix))
-	if err := policies.EnsureDefault(ctx); err != nil {
-		return "", fmt.Errorf("write default policy: %w", err)
-	}
-	if err := writeMountTable(ctx, s.barrier, defaultMounts()); err != nil {
+	if err := bootstrapZone(ctx, s.barrier); err != nil {
 		return "", err
 	}
 	tokens := token.NewStore(storage.NewView(s.barrier, tokenPrefix), token.Options{Logger: s.log})
@@ -52,34 +70,118 @@ func (s *Server) bootstrap(ctx context.Context, rootTokenID string) (string, err
 	return id, nil
 }
 
+// bootstrapZone writes a new zone's default policy and mount table.
+func bootstrapZone(ctx context.Context, store storage.Backend) error {
+	if err := policy.NewStore(storage.NewView(store, policyPrefix)).EnsureDefault(ctx); err != nil {
+		return fmt.Errorf("write default policy: %w", err)
+	}
+	return writeMountTable(ctx, store, defaultMounts())
+}
+
+// newCore loads one zone's state from store and starts its token tidying.
+func (s *Server) newCore(ctx, bg context.Context, name string, store storage.Backend) (*core, error) {
+	entries, err := readMountTable(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	mt, err := s.buildMountTable(store, entries)
+	if err != nil {
+		return nil, err
+	}
+	bg, stop := context.WithCancel(bg)
+	c := &core{
+		stop:     stop,
+		zone:     name,
+		store:    store,
+		tokens:   token.NewStore(storage.NewView(store, tokenPrefix), token.Options{Logger: s.log.With("zone", name), TidyInterval: s.cfg.TokenTidyInterval}),
+		policies: policy.NewStore(storage.NewView(store, policyPrefix)),
+	}
+	c.mounts.Store(mt)
+	go c.tokens.Run(bg)
+	return c, nil
+}
+
 // loadCoreLocked builds the unsealed state from storage. s.mu is held.
 func (s *Server) loadCoreLocked(ctx context.Context) error {
 	s.dropCoreLocked()
-	entries, err := readMountTable(ctx, s.barrier)
+	bg, stop := context.WithCancel(context.Background())
+	root, err := s.newCore(ctx, bg, "", s.barrier)
 	if err != nil {
+		stop()
 		return err
 	}
-	mt, err := s.buildMountTable(entries)
+	zones, err := s.openZones(ctx)
 	if err != nil {
+		stop()
 		return err
 	}
-	bg, cancel := context.WithCancel(context.Background())
-	c := &core{
-		tokens:   token.NewStore(storage.NewView(s.barrier, tokenPrefix), token.Options{Logger: s.log, TidyInterval: s.cfg.TokenTidyInterval}),
-		policies: policy.NewStore(storage.NewView(s.barrier, policyPrefix)),
-		mounts:   mt,
-		cancel:   cancel,
+	for _, name := range zones.PendingRewraps() {
+		if err := zones.StartRewrap(bg, name); err != nil {
+			s.log.Warn("resume rewrap", "zone", name, "err", err)
+		}
 	}
-	go c.tokens.Run(bg)
-	s.state.Store(c)
-	s.log.Info("unsealed", "mounts", len(entries))
+	s.state.Store(&unsealed{root: root, zones: zones, bg: bg, stop: stop, named: map[string]*core{}})
+	s.log.Info("unsealed", "mounts", len(root.mounts.Load().entries))
 	return nil
+}
+
+// openZones opens the zone store. Zone key-encryption keys are wrapped by
+// the zone root key, which lives in the barrier (so under the seal's root
+// key); zone records live outside the barrier, encrypted once, by their
+// zone's data keys.
+func (s *Server) openZones(ctx context.Context) (*zone.Store, error) {
+	key, err := s.barrier.Get(ctx, zoneRootKey)
+	if errors.Is(err, storage.ErrNotFound) {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("zone root key: %w", err)
+		}
+		err = s.barrier.Put(ctx, zoneRootKey, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("zone root key: %w", err)
+	}
+	root, err := zone.NewAESRoot(key)
+	clear(key)
+	if err != nil {
+		return nil, err
+	}
+	return zone.Open(ctx, zone.Config{Storage: storage.NewView(s.cfg.Physical, zonePrefix), Root: root, Logger: s.log})
+}
+
+// zoneCore returns the state of zone name ("" is the root zone), loading it
+// on first use. An unknown zone is a 404 naming it.
+func (s *Server) zoneCore(ctx context.Context, u *unsealed, name string) (*core, error) {
+	if name == "" {
+		return u.root, nil
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if c := u.named[name]; c != nil {
+		return c, nil
+	}
+	if _, err := u.zones.Get(ctx, name); err != nil {
+		if errors.Is(err, zone.ErrNotFound) || errors.Is(err, zone.ErrInvalidName) {
+			return nil, fmt.Errorf("%w: zone %q does not exist", logical.ErrNotFound, name)
+		}
+		return nil, err
+	}
+	store, err := u.zones.Backend(name)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.newCore(ctx, u.bg, name, store)
+	if err != nil {
+		return nil, err
+	}
+	u.named[name] = c
+	return c, nil
 }
 
 // dropCoreLocked forgets the unsealed state. s.mu is held.
 func (s *Server) dropCoreLocked() {
-	if c := s.state.Swap(nil); c != nil {
-		c.cancel()
+	if u := s.state.Swap(nil); u != nil {
+		u.stop()
 	}
 }
 
@@ -117,7 +219,7 @@ func (c *core) route(path string) (*route, string, error) {
 		return &route{mountPoint: "auth/token/", mountType: "token", handler: c.tokens, sudoPaths: []string{"revoke-orphan"}},
 			path[len("auth/token/"):], nil
 	}
-	m := c.mounts.match(path)
+	m := c.mounts.Load().match(path)
 	if m == nil {
 		return nil, "", fmt.Errorf("%w: no handler for route %q; route entry not found", logical.ErrUnsupportedPath, path)
 	}

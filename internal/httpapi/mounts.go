@@ -97,14 +97,14 @@ func writeMountTable(ctx context.Context, b storage.Backend, entries []*mountEnt
 	return nil
 }
 
-// buildMountTable starts an engine for each stored entry.
-func (s *Server) buildMountTable(entries []*mountEntry) (*mountTable, error) {
+// buildMountTable starts an engine for each stored entry, over store.
+func (s *Server) buildMountTable(store storage.Backend, entries []*mountEntry) (*mountTable, error) {
 	t := &mountTable{}
 	for _, e := range entries {
 		cp := *e
 		switch cp.Type {
 		case "kv":
-			cp.handler = kv.New(storage.NewView(s.barrier, enginePrefix+cp.UUID+"/"), kv.Options{Logger: s.log})
+			cp.handler = kv.New(storage.NewView(store, enginePrefix+cp.UUID+"/"), kv.Options{Logger: s.log})
 		default:
 			return nil, fmt.Errorf("mount %q: unknown engine type %q", cp.Path, cp.Type)
 		}
@@ -155,7 +155,7 @@ func serveMounts(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 		return
 	}
 	data := map[string]any{"sys/": sysMountOutput()}
-	for _, m := range c.mounts.entries {
+	for _, m := range c.mounts.Load().entries {
 		data[m.Path] = mountOutput(m)
 	}
 	writeResponse(w, &logical.Response{Data: data}, "system")
@@ -184,20 +184,20 @@ func serveMount(s *Server, c *core, w http.ResponseWriter, r *http.Request, req 
 	}
 	switch req.Operation {
 	case logical.ReadOperation:
-		m := c.mounts.exact(path)
+		m := c.mounts.Load().exact(path)
 		if m == nil {
 			s.writeError(w, r, logical.InvalidRequest("no secret engine mount at %s", path))
 			return
 		}
 		writeResponse(w, &logical.Response{Data: mountOutput(m)}, "system")
 	case logical.CreateOperation, logical.UpdateOperation:
-		if err := s.enableMount(r.Context(), path, req.Data); err != nil {
+		if err := s.enableMount(r.Context(), c, path, req.Data); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	case logical.DeleteOperation:
-		if err := s.disableMount(r.Context(), path); err != nil {
+		if err := s.disableMount(r.Context(), c, path); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -217,7 +217,7 @@ func (t *mountTable) exact(path string) *mountEntry {
 }
 
 // enableMount validates a sys/mounts/:path body and adds the mount.
-func (s *Server) enableMount(ctx context.Context, path string, data map[string]any) error {
+func (s *Server) enableMount(ctx context.Context, c *core, path string, data map[string]any) error {
 	// The Vault client sends every MountInput field; accept them, use the ones we implement.
 	if err := logical.CheckFields(data, "type", "description", "config", "local", "seal_wrap",
 		"external_entropy_access", "options", "plugin_name", "plugin_version"); err != nil {
@@ -263,16 +263,12 @@ func (s *Server) enableMount(ctx context.Context, path string, data map[string]a
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.state.Load()
-	if c == nil {
-		return logical.ErrSealed
-	}
-	for _, m := range c.mounts.entries {
+	for _, m := range c.mounts.Load().entries {
 		if strings.HasPrefix(path, m.Path) || strings.HasPrefix(m.Path, path) {
 			return logical.InvalidRequest("path is already in use at %s", m.Path)
 		}
 	}
-	entries := append(append([]*mountEntry(nil), c.mounts.stored()...),
+	entries := append(append([]*mountEntry(nil), c.mounts.Load().stored()...),
 		newMountEntry(path, "kv", desc, map[string]string{"version": "2"}))
 	return s.replaceMountsLocked(ctx, c, entries)
 }
@@ -311,16 +307,12 @@ func checkMountConfig(cfg map[string]any) error {
 }
 
 // disableMount removes the mount at path and every record it stored.
-func (s *Server) disableMount(ctx context.Context, path string) error {
+func (s *Server) disableMount(ctx context.Context, c *core, path string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c := s.state.Load()
-	if c == nil {
-		return logical.ErrSealed
-	}
 	var keep []*mountEntry
 	var gone *mountEntry
-	for _, m := range c.mounts.entries {
+	for _, m := range c.mounts.Load().entries {
 		if m.Path == path {
 			gone = m
 			continue
@@ -333,24 +325,23 @@ func (s *Server) disableMount(ctx context.Context, path string) error {
 	if err := s.replaceMountsLocked(ctx, c, keep); err != nil {
 		return err
 	}
-	if err := deleteTree(ctx, s.barrier, enginePrefix+gone.UUID+"/"); err != nil {
+	if err := deleteTree(ctx, c.store, enginePrefix+gone.UUID+"/"); err != nil {
 		s.log.Warn("unmount: records left behind", "mount", path, "err", err)
 	}
 	return nil
 }
 
-// replaceMountsLocked persists entries and swaps in a new core. s.mu is held.
+// replaceMountsLocked persists the zone's new mount table and swaps it in.
+// s.mu is held.
 func (s *Server) replaceMountsLocked(ctx context.Context, c *core, entries []*mountEntry) error {
-	mt, err := s.buildMountTable(entries)
+	mt, err := s.buildMountTable(c.store, entries)
 	if err != nil {
 		return err
 	}
-	if err := writeMountTable(ctx, s.barrier, entries); err != nil {
+	if err := writeMountTable(ctx, c.store, entries); err != nil {
 		return err
 	}
-	next := *c
-	next.mounts = mt
-	s.state.Store(&next)
+	c.mounts.Store(mt)
 	return nil
 }
 
@@ -380,13 +371,13 @@ func serveUIMounts(s *Server, c *core, w http.ResponseWriter, r *http.Request, r
 	p := strings.TrimPrefix(strings.TrimPrefix(req.Path, "internal/ui/mounts"), "/")
 	if p == "" {
 		secret := map[string]any{}
-		for _, m := range c.mounts.entries {
+		for _, m := range c.mounts.Load().entries {
 			secret[m.Path] = mountOutput(m)
 		}
 		writeResponse(w, &logical.Response{Data: map[string]any{"secret": secret, "auth": map[string]any{}}}, "system")
 		return
 	}
-	m := c.mounts.match(p)
+	m := c.mounts.Load().match(p)
 	if m == nil {
 		s.writeError(w, r, logical.InvalidRequest("preflight capability check returned 403, please ensure client's policies grant access to path %q", p))
 		return

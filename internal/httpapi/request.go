@@ -76,6 +76,9 @@ func decodeJSONObject(body []byte) (map[string]any, error) {
 	if dec.More() {
 		return nil, logical.InvalidRequest("failed to parse JSON input: unexpected data after the JSON object")
 	}
+	if v == nil {
+		return map[string]any{}, nil // "null": the Vault client's body for a write without data
+	}
 	m, ok := v.(map[string]any)
 	if !ok {
 		return nil, logical.InvalidRequest("failed to parse JSON input: the body must be a JSON object")

@@ -102,6 +102,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	default:
 		// Vault's messages carry no category prefix; the status says it.
 		msg = strings.TrimPrefix(msg, logical.ErrInvalidRequest.Error()+": ")
+		msg = strings.TrimPrefix(msg, logical.ErrNotFound.Error()+": ")
 	}
 	if status == http.StatusNotFound && (msg == logical.ErrNotFound.Error()) {
 		writeJSON(w, status, errorBody{Errors: []string{}})

@@ -54,7 +54,7 @@ type Server struct {
 
 	// mu serialises unseal, seal and mount-table changes. Requests never take it.
 	mu    sync.Mutex
-	state atomic.Pointer[core]
+	state atomic.Pointer[unsealed]
 }
 
 // New returns a Server over cfg.Physical. It starts sealed (or uninitialised).
@@ -165,9 +165,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h(s, w, r)
 		return
 	}
-	c := s.state.Load()
-	if c == nil || s.barrier.Sealed() {
+	u := s.state.Load()
+	if u == nil || s.barrier.Sealed() {
 		s.writeError(w, r, barrier.ErrSealed)
+		return
+	}
+	// A zone is addressed as Vault clients address a namespace.
+	ns := strings.Trim(r.Header.Get("X-Vault-Namespace"), "/")
+	if ns == "root" {
+		ns = ""
+	}
+	c, err := s.zoneCore(r.Context(), u, ns)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	s.serveAuthenticated(c, w, r, path)
@@ -199,10 +209,6 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 	}
 	if r.Header.Get("X-Vault-Wrap-TTL") != "" {
 		errorf(w, http.StatusBadRequest, "response wrapping (X-Vault-Wrap-TTL) is not supported yet; the response would not be wrapped")
-		return
-	}
-	if ns := strings.Trim(r.Header.Get("X-Vault-Namespace"), "/"); ns != "" && ns != "root" {
-		errorf(w, http.StatusBadRequest, fmt.Sprintf("namespace %q does not exist", ns))
 		return
 	}
 	entry, err := c.tokens.Lookup(ctx, tok)

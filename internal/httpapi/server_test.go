@@ -26,6 +26,7 @@ type testServer struct {
 	phys   *inmem.Backend
 	client *vault.Client // authenticated with the root token
 	root   string
+	key    []byte // the dev server's unseal key
 }
 
 // startServer starts a server; with dev it is initialised and unsealed.
@@ -38,7 +39,7 @@ func startServer(t *testing.T, dev bool) *testServer {
 	}
 	ts := &testServer{srv: srv, phys: phys}
 	if dev {
-		ts.root, _, err = srv.InitDev(context.Background(), "")
+		ts.root, ts.key, err = srv.InitDev(context.Background(), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,20 +102,33 @@ func (ts *testServer) snapshot(t *testing.T) map[string]string {
 // raw sends a request and returns status and body.
 func (ts *testServer) raw(t *testing.T, method, path, token string, body []byte) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, ts.addr+path, bytes.NewReader(body))
+	return ts.rawNS(t, method, path, token, "", body)
+}
+
+// rawNS sends a request to zone ns and returns status and body.
+func (ts *testServer) rawNS(t *testing.T, method, path, token, ns string, body ...[]byte) (int, string) {
+	t.Helper()
+	var b []byte
+	if len(body) > 0 {
+		b = body[0]
+	}
+	req, err := http.NewRequest(method, ts.addr+path, bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if token != "" {
 		req.Header.Set("X-Vault-Token", token)
 	}
+	if ns != "" {
+		req.Header.Set("X-Vault-Namespace", ns)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
 }
 
 func statusOf(err error) int {

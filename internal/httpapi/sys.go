@@ -29,7 +29,14 @@ func (c *core) sysRoute(rel string) *route {
 	sys := func(serve func(*Server, *core, http.ResponseWriter, *http.Request, *request), sudo ...string) *route {
 		return &route{mountPoint: "sys/", mountType: "system", serve: serve, sudoPaths: sudo}
 	}
+	if c.zone != "" && rootZoneOnly(rel) {
+		return sys(func(s *Server, _ *core, w http.ResponseWriter, r *http.Request, _ *request) {
+			s.writeError(w, r, fmt.Errorf("%w: sys/%s exists only in the root zone", logical.ErrUnsupportedPath, rel))
+		})
+	}
 	switch {
+	case rel == "zones" || strings.HasPrefix(rel, "zones/"):
+		return sys(serveZones, rel)
 	case rel == "mounts":
 		return sys(serveMounts)
 	case strings.HasPrefix(rel, "mounts/"):
@@ -53,6 +60,16 @@ func (c *core) sysRoute(rel string) *route {
 	return sys(func(s *Server, _ *core, w http.ResponseWriter, r *http.Request, _ *request) {
 		s.writeError(w, r, fmt.Errorf("%w: sys/%s", logical.ErrUnsupportedPath, rel))
 	})
+}
+
+// rootZoneOnly reports whether sys/rel acts on the whole server, so only the
+// root zone (the operators') may call it.
+func rootZoneOnly(rel string) bool {
+	switch {
+	case rel == "seal", rel == "rotate", rel == "key-status", rel == "zones", strings.HasPrefix(rel, "zones/"):
+		return true
+	}
+	return false
 }
 
 // initRequest is the body of PUT sys/init. The Vault client sends every
