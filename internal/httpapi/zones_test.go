@@ -79,6 +79,29 @@ func TestZoneIsolation(t *testing.T) {
 	if m, err := b.Sys().ListMounts(); err != nil || m["extra/"] != nil {
 		t.Fatalf("zone B mounts = %v, %v", m, err)
 	}
+	// The blast-radius map: what a credential of zone A could reach.
+	if err := a.Sys().PutPolicy("ops", `path "*" { capabilities = ["read", "list"] }`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.KVv2("secret").Put(ctx, "team/x", map[string]any{"v": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	br, err := ts.client.Logical().Read("sys/zones/site-a/blast-radius")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(br.Data["secrets"]) != "2" || len(br.Data["cross_zone_grants"].([]any)) != 0 {
+		t.Fatalf("blast radius of A: %v", br.Data)
+	}
+	if f := fmt.Sprint(br.Data["findings"]); !strings.Contains(f, `policy "ops" grants list,read on every path`) {
+		t.Fatalf("findings = %s", f)
+	}
+	if brB, err := ts.client.Logical().Read("sys/zones/site-b/blast-radius"); err != nil || fmt.Sprint(brB.Data["secrets"]) != "0" {
+		t.Fatalf("blast radius of B: %v %v", brB, err)
+	}
+	if brRoot, err := ts.client.Logical().Read("sys/zones/-/blast-radius"); err != nil || brRoot.Data["zone"] != "root" {
+		t.Fatalf("blast radius of the root zone: %v %v", brRoot, err)
+	}
 	// A zone token cannot manage zones or seal the server.
 	if err := a.Sys().Seal(); statusOf(err) != http.StatusNotFound {
 		t.Fatalf("sys/seal from a zone: %v", err)
