@@ -19,12 +19,13 @@ import (
 
 // Where each subsystem keeps its records inside the barrier.
 const (
-	tokenPrefix  = "sys/token/"
-	policyPrefix = "sys/policy/"
-	mountsKey    = "sys/mounts"
-	enginePrefix = "logical/"
-	zoneRootKey  = "sys/zone-root-key" // in the barrier
-	zonePrefix   = "zone/"             // in physical storage
+	tokenPrefix     = "sys/token/"
+	policyPrefix    = "sys/policy/"
+	mountsKey       = "sys/mounts"
+	enginePrefix    = "logical/"
+	zoneRootKey     = "sys/zone-root-key"      // in the barrier
+	zoneRootKeyNext = "sys/zone-root-key-next" // in the barrier, during a rotation
+	zonePrefix      = "zone/"                  // in physical storage
 )
 
 // unsealed is everything that exists only while the barrier is unsealed.
@@ -128,7 +129,8 @@ func (s *Server) loadCoreLocked(ctx context.Context) error {
 // openZones opens the zone store. Zone key-encryption keys are wrapped by
 // the zone root key, which lives in the barrier (so under the seal's root
 // key); zone records live outside the barrier, encrypted once, by their
-// zone's data keys.
+// zone's data keys. A root-key rotation interrupted by a crash left the new
+// key under zoneRootKeyNext: whichever key opens the store wins.
 func (s *Server) openZones(ctx context.Context) (*zone.Store, error) {
 	key, err := s.barrier.Get(ctx, zoneRootKey)
 	if errors.Is(err, storage.ErrNotFound) {
@@ -141,12 +143,62 @@ func (s *Server) openZones(ctx context.Context) (*zone.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("zone root key: %w", err)
 	}
+	zones, err := s.openZonesWith(ctx, key)
+	if err == nil {
+		_ = s.barrier.Delete(ctx, zoneRootKeyNext) // a rotation that never reached the KEKs
+		return zones, nil
+	}
+	next, nerr := s.barrier.Get(ctx, zoneRootKeyNext)
+	if nerr != nil {
+		return nil, err
+	}
+	if zones, nerr = s.openZonesWith(ctx, next); nerr != nil {
+		return nil, err
+	}
+	// The KEKs were rewrapped under the next key: finish the rotation.
+	if err := s.barrier.Txn(ctx, []storage.Op{{Kind: storage.OpPut, Key: zoneRootKey, Value: next}, {Kind: storage.OpDelete, Key: zoneRootKeyNext}}); err != nil {
+		return nil, fmt.Errorf("finish zone root key rotation: %w", err)
+	}
+	return zones, nil
+}
+
+func (s *Server) openZonesWith(ctx context.Context, key []byte) (*zone.Store, error) {
 	root, err := zone.NewAESRoot(key)
-	clear(key)
 	if err != nil {
 		return nil, err
 	}
 	return zone.Open(ctx, zone.Config{Storage: storage.NewView(s.cfg.Physical, zonePrefix), Root: root, Logger: s.log})
+}
+
+// rotateZoneRoot replaces the zone root key and rewraps every zone's KEK
+// under the new one; no record is rewritten. The new key is stored first
+// under zoneRootKeyNext, so a crash at any point leaves a key that opens the
+// store (see openZones).
+func (s *Server) rotateZoneRoot(ctx context.Context, u *unsealed) error {
+	oldKey, err := s.barrier.Get(ctx, zoneRootKey)
+	if err != nil {
+		return fmt.Errorf("zone root key: %w", err)
+	}
+	newKey := make([]byte, 32)
+	if _, err := rand.Read(newKey); err != nil {
+		return err
+	}
+	oldRoot, err := zone.NewAESRoot(oldKey)
+	if err != nil {
+		return err
+	}
+	newRoot, err := zone.NewAESRoot(newKey)
+	if err != nil {
+		return err
+	}
+	if err := s.barrier.Put(ctx, zoneRootKeyNext, newKey); err != nil {
+		return fmt.Errorf("store the next zone root key: %w", err)
+	}
+	if err := u.zones.RewrapKEKs(ctx, oldRoot, newRoot); err != nil {
+		_ = s.barrier.Delete(ctx, zoneRootKeyNext)
+		return fmt.Errorf("rewrap zone keys: %w", err)
+	}
+	return s.barrier.Txn(ctx, []storage.Op{{Kind: storage.OpPut, Key: zoneRootKey, Value: newKey}, {Kind: storage.OpDelete, Key: zoneRootKeyNext}})
 }
 
 // zoneCore returns the state of zone name ("" is the root zone), loading it

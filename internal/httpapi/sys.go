@@ -407,6 +407,17 @@ func serveRotate(s *Server, _ *core, w http.ResponseWriter, r *http.Request, req
 		return
 	}
 	s.log.Info("rotated the barrier key", "term", term)
+	// The zones' root key rotates with it: every zone KEK is rewrapped, no
+	// record is rewritten.
+	if u := s.state.Load(); u != nil {
+		s.mu.Lock()
+		err := s.rotateZoneRoot(r.Context(), u)
+		s.mu.Unlock()
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
