@@ -82,6 +82,9 @@ type Config struct {
 	Token string
 	// Mount is the KV v2 mount path, e.g. "secret" (-mount).
 	Mount string
+	// Namespace is sent as X-Vault-Namespace, selecting an edgevault zone or
+	// a Vault namespace (-namespace); empty sends none.
+	Namespace string
 	// Concurrency is the number of workers, each with its own connection (-c).
 	Concurrency int
 	// Duration is the measured part of the run (-d).
@@ -138,6 +141,9 @@ func (c Config) Validate() error {
 	}
 	if strings.ContainsAny(c.Token, "\r\n\x00") {
 		return bad("-token: contains a control character")
+	}
+	if strings.ContainsAny(c.Namespace, "\r\n") {
+		return fmt.Errorf("%w: -namespace: must not contain a line break", ErrInvalidConfig)
 	}
 	if err := checkMount(c.Mount); err != nil {
 		return bad("-mount: %v", err)

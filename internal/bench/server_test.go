@@ -62,4 +62,24 @@ func TestAgainstRealServer(t *testing.T) {
 	if n := len(list.Data["keys"].([]any)); n != 50 {
 		t.Fatalf("listed %d keys after fill of 50", n)
 	}
+
+	// Inside a zone, with the zone's own token.
+	if _, err := c.Logical().Write("sys/zones/bz", nil); err != nil {
+		t.Fatal(err)
+	}
+	zt, err := c.Logical().Write("sys/zones/bz/root-token", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zcfg := bench.DefaultConfig()
+	zcfg.Op, zcfg.Address, zcfg.Token, zcfg.Namespace = bench.OpKVRead, addr, zt.Auth.ClientToken, "bz"
+	zcfg.Concurrency, zcfg.Duration, zcfg.Warmup, zcfg.Keys = 4, 300*time.Millisecond, 0, 50
+	res, err := bench.Run(context.Background(), zcfg)
+	if err != nil || res.Ops == 0 || res.Errors != 0 {
+		t.Fatalf("kv-read in a zone: %+v %v", res, err)
+	}
+	zcfg.Namespace = "" // the zone's token is refused outside its zone
+	if _, err := bench.Run(context.Background(), zcfg); err == nil {
+		t.Fatal("a zone token was accepted in the root zone")
+	}
 }

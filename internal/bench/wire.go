@@ -72,6 +72,9 @@ func newTarget(cfg Config) (*target, error) {
 	if cfg.Token != "" {
 		t.headers += "X-Vault-Token: " + cfg.Token + "\r\n"
 	}
+	if cfg.Namespace != "" {
+		t.headers += "X-Vault-Namespace: " + cfg.Namespace + "\r\n"
+	}
 	t.kvTail = bodyTail(`{"data":{"value":"` + strings.Repeat("x", cfg.ValueSize) + `"}}`)
 	t.tokTail = bodyTail(`{"policies":["default"],"ttl":"10m"}`)
 	return t, nil

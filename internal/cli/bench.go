@@ -82,6 +82,7 @@ Exit codes: 0 ok (even with request errors), 1 the run failed, 2 bad flags.`,
 	f.StringVar(&cfg.Address, "address", "", "server URL (default $EDGEVAULT_ADDR, $VAULT_ADDR, then http://127.0.0.1:8200)")
 	f.StringVar(&cfg.Token, "token", "", "token sent as X-Vault-Token (default $EDGEVAULT_TOKEN, then $VAULT_TOKEN)")
 	f.StringVar(&cfg.Mount, "mount", cfg.Mount, "KV v2 mount path")
+	f.StringVar(&cfg.Namespace, "namespace", "", "zone (or Vault namespace) sent as X-Vault-Namespace")
 	f.IntVar(&cfg.Keys, "keys", cfg.Keys, "number of distinct secrets read or written")
 	f.IntVar(&cfg.ValueSize, "value-size", cfg.ValueSize, "bytes of value per written secret")
 	f.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "bound on connecting, on each setup request, and on requests in flight when -d ends")
