@@ -91,6 +91,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newTokenCmd(e),
 		newPolicyCmd(e),
 		newStatusCmd(e),
+		newZoneCmd(e),
 	)
 	return root
 }
