@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	vault "github.com/hashicorp/vault/api"
 )
@@ -98,5 +99,57 @@ func TestRealProcess(t *testing.T) {
 	}
 	if _, err := appKV.Get(ctx, "app/db"); !errors.As(err, &re) || re.StatusCode != 403 {
 		t.Fatalf("read with a revoked token: %v", err)
+	}
+}
+
+// TestDevSealAutoUnseals runs a real server with seal "dev": initialised
+// with recovery keys, it unseals itself after a restart from its key file.
+func TestDevSealAutoUnseals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cfg := filepath.Join(dir, "server.hcl")
+	conf := fmt.Sprintf("listener \"tcp\" {\n  address = %q\n  tls_disable = true\n}\nstorage \"bolt\" {\n  path = %q\n}\nseal \"dev\" {\n  key_file = %q\n}\n",
+		addr, filepath.Join(dir, "ev.db"), filepath.Join(dir, "seal.key"))
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proc := startProcess(t, bin, cfg, addr)
+	defer func() {
+		proc.Process.Signal(syscall.SIGTERM)
+		proc.Wait()
+	}()
+	c := client(t, addr, "")
+	init, err := c.Sys().Init(&vault.InitRequest{RecoveryShares: 1, RecoveryThreshold: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor := func() {
+		t.Helper()
+		for i := 0; i < 100; i++ {
+			if st, err := c.Sys().SealStatus(); err == nil && !st.Sealed {
+				if st.Type != "dev" {
+					t.Fatalf("seal type %q", st.Type)
+				}
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatal("the dev seal did not unseal the server")
+	}
+	waitFor()
+	kv := client(t, addr, init.RootToken).KVv2("secret")
+	if _, err := kv.Put(context.Background(), "k", map[string]any{"v": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	proc.Process.Signal(syscall.SIGTERM)
+	proc.Wait()
+	proc = startProcess(t, bin, cfg, addr)
+	waitFor()
+	if s, err := kv.Get(context.Background(), "k"); err != nil || s.Data["v"] != "1" {
+		t.Fatalf("after restart: %v %v", s, err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/edgevault/edgevault/internal/barrier"
+	"github.com/edgevault/edgevault/internal/barrier/keyfile"
 	"github.com/edgevault/edgevault/internal/barrier/pkcs11"
 	"github.com/edgevault/edgevault/internal/config"
 	"github.com/edgevault/edgevault/internal/httpapi"
@@ -110,21 +111,29 @@ func runServer(ctx context.Context, e *env, cfg config.Config) error {
 	hcfg := httpapi.Config{
 		Physical: phys, StorageType: cfg.Storage.Type, Logger: log, MaxRequestSize: cfg.MaxRequestSize,
 	}
-	var hsm *pkcs11.Protector
-	if cfg.Seal == "pkcs11" {
-		if hsm, err = newHSMProtector(e, cfg.PKCS11); err != nil {
+	switch cfg.Seal {
+	case "pkcs11":
+		hsm, err := newHSMProtector(e, cfg.PKCS11)
+		if err != nil {
 			return err
 		}
 		defer hsm.Close()
 		hcfg.Protector, hcfg.SealType = hsm, "pkcs11"
+	case "dev":
+		p, err := keyfile.Open(cfg.DevKeyFile)
+		if err != nil {
+			return fmt.Errorf("seal \"dev\": %w", err)
+		}
+		log.Warn("dev seal: the root key is wrapped by a key in a local file; whoever reads it and the storage reads every secret. Not for production", "key_file", cfg.DevKeyFile)
+		hcfg.Protector, hcfg.SealType = p, "dev"
 	}
 	srv, err := httpapi.New(hcfg)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	if hsm != nil {
-		go autoUnseal(ctx, log, srv)
+	if hcfg.Protector != nil {
+		go autoUnseal(ctx, log, srv, hcfg.SealType)
 	}
 	ln, err := net.Listen("tcp", cfg.Listener.Address)
 	if err != nil {
@@ -175,21 +184,21 @@ const (
 // backoff while the HSM is unreachable. It stops for good on errors that a
 // retry cannot fix: a wrong PIN (retrying would lock the token), a wrapped
 // key that does not authenticate, a seal type mismatch, or no init yet.
-func autoUnseal(ctx context.Context, log *slog.Logger, srv *httpapi.Server) {
+func autoUnseal(ctx context.Context, log *slog.Logger, srv *httpapi.Server, sealType string) {
 	wait := autoUnsealFirstWait
 	for attempt := 1; ; attempt++ {
 		err := srv.AutoUnseal(ctx)
 		switch {
 		case err == nil:
-			log.Info("auto-unsealed with the pkcs11 seal", "attempt", attempt)
+			log.Info("auto-unsealed", "seal", sealType, "attempt", attempt)
 			return
 		case errors.Is(err, barrier.ErrNotInitialized):
-			log.Info("not initialised yet; PUT sys/init with recovery_shares and recovery_threshold initialises it and unseals it with the pkcs11 seal")
+			log.Info("not initialised yet; edgevault operator init (recovery keys) initialises it and unseals it", "seal", sealType)
 			return
 		case errors.Is(err, pkcs11.ErrPINIncorrect):
 			log.Error("auto-unseal stopped: the HSM refused the PIN; not retrying, to avoid locking the token. Fix EDGEVAULT_HSM_PIN or pin_file and restart", "err", err)
 			return
-		case errors.Is(err, pkcs11.ErrUnwrap), errors.Is(err, barrier.ErrSealTypeMismatch), errors.Is(err, barrier.ErrBadRootKey):
+		case errors.Is(err, pkcs11.ErrUnwrap), errors.Is(err, keyfile.ErrUnwrap), errors.Is(err, barrier.ErrSealTypeMismatch), errors.Is(err, barrier.ErrBadRootKey):
 			log.Error("auto-unseal stopped: retrying cannot fix this; the server stays sealed", "err", err)
 			return
 		}

@@ -24,9 +24,12 @@ type Config struct {
 	Listener Listener
 	// Storage is the physical backend.
 	Storage Storage
-	// Seal is how the root key is protected: "shamir" (the default) or
-	// "pkcs11" (auto-unseal with an HSM key; settings in PKCS11).
+	// Seal is how the root key is protected: "shamir" (the default),
+	// "pkcs11" (auto-unseal with an HSM key; settings in PKCS11) or "dev"
+	// (auto-unseal with a key in a local file, DevKeyFile: development only).
 	Seal string
+	// DevKeyFile is the key file of seal "dev" (created when missing).
+	DevKeyFile string
 	// PKCS11 holds the settings of seal "pkcs11"; nil for other seals.
 	PKCS11 *PKCS11Seal
 	// LogLevel is debug, info, warn or error (default info).
@@ -154,6 +157,12 @@ func Parse(text string) (Config, error) {
 				return Config{}, err
 			}
 			cfg.Seal = typ
+			if typ == "dev" {
+				if err := decodeBody(body, "seal \"dev\"", map[string]any{"key_file": &cfg.DevKeyFile}); err != nil {
+					return Config{}, err
+				}
+				break
+			}
 			if typ != "pkcs11" {
 				if err := decodeBody(body, "seal", map[string]any{}); err != nil {
 					return Config{}, err
@@ -271,8 +280,12 @@ func (c *Config) Validate() error {
 		if err := c.PKCS11.validate(); err != nil {
 			return err
 		}
+	case "dev":
+		if c.DevKeyFile == "" {
+			return errors.New("seal \"dev\": key_file is required (it is created with a random key when missing)")
+		}
 	default:
-		return fmt.Errorf("seal %q: unknown type (supported: shamir, pkcs11)", c.Seal)
+		return fmt.Errorf("seal %q: unknown type (supported: shamir, pkcs11, dev)", c.Seal)
 	}
 	if _, _, err := net.SplitHostPort(c.Listener.Address); err != nil {
 		return fmt.Errorf("listener: address %q: %w", c.Listener.Address, err)

@@ -49,6 +49,7 @@ func TestParseErrors(t *testing.T) {
 		"bad address":       {`storage "inmem" {}` + "\n" + `listener "tcp" { address = "nope"` + "\n" + `tls_disable = true }`, `address "nope"`},
 		"bad level":         {`storage "inmem" {}` + "\nlog_level = \"loud\"\n" + `listener "tcp" { tls_disable = true }`, "log_level"},
 		"bad seal":          {`storage "inmem" {}` + "\n" + `seal "magic" {}`, `seal "magic"`},
+		"dev seal no file":  {`storage "inmem" {}` + "\n" + `seal "dev" {}` + "\n" + `listener "tcp" { tls_disable = true }`, "key_file is required"},
 		"two storages":      {`storage "inmem" {}` + "\n" + `storage "bolt" { path = "x" }`, "more than once"},
 		"syntax":            {`storage "bolt" {`, "parse"},
 		"wrong type":        {`storage "inmem" {}` + "\n" + `listener "tcp" { tls_disable = "maybe" }`, "tls_disable"},
