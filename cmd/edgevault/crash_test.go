@@ -29,6 +29,22 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// serverFiles writes, in a new temp dir, the config of a server on a free
+// loopback port over a bbolt file, with extra appended to it, and returns
+// the config's path, the address and the database's path.
+func serverFiles(t *testing.T, extra string) (cfg, addr, db string) {
+	t.Helper()
+	dir := t.TempDir()
+	addr = freeAddr(t)
+	db = filepath.Join(dir, "edgevault.db")
+	cfg = filepath.Join(dir, "server.hcl")
+	conf := fmt.Sprintf("listener \"tcp\" {\n  address = %q\n  tls_disable = true\n}\nstorage \"bolt\" {\n  path = %q\n}\n%s", addr, db, extra)
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, addr, db
+}
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -83,14 +99,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 		t.Skip("builds and runs the real binary")
 	}
 	bin := buildBinary(t)
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	db := filepath.Join(dir, "edgevault.db")
-	cfg := filepath.Join(dir, "server.hcl")
-	conf := fmt.Sprintf("listener \"tcp\" {\n  address = %q\n  tls_disable = true\n}\nstorage \"bolt\" {\n  path = %q\n}\n", addr, db)
-	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, addr, db := serverFiles(t, "")
 
 	proc := startProcess(t, bin, cfg, addr)
 	c := client(t, addr, "")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -21,13 +20,7 @@ func TestRealProcess(t *testing.T) {
 		t.Skip("builds and runs the real binary")
 	}
 	bin := buildBinary(t)
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	cfg := filepath.Join(dir, "server.hcl")
-	conf := fmt.Sprintf("listener \"tcp\" {\n  address = %q\n  tls_disable = 1\n}\nstorage \"bolt\" {\n  path = %q\n}\n", addr, filepath.Join(dir, "ev.db"))
-	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, addr, _ := serverFiles(t, "")
 	proc := startProcess(t, bin, cfg, addr)
 	stop := func() {
 		proc.Process.Signal(syscall.SIGTERM)
@@ -109,14 +102,7 @@ func TestDevSealAutoUnseals(t *testing.T) {
 		t.Skip("builds and runs the real binary")
 	}
 	bin := buildBinary(t)
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	cfg := filepath.Join(dir, "server.hcl")
-	conf := fmt.Sprintf("listener \"tcp\" {\n  address = %q\n  tls_disable = true\n}\nstorage \"bolt\" {\n  path = %q\n}\nseal \"dev\" {\n  key_file = %q\n}\n",
-		addr, filepath.Join(dir, "ev.db"), filepath.Join(dir, "seal.key"))
-	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, addr, _ := serverFiles(t, fmt.Sprintf("seal \"dev\" {\n  key_file = %q\n}\n", filepath.Join(t.TempDir(), "seal.key")))
 	proc := startProcess(t, bin, cfg, addr)
 	defer func() {
 		proc.Process.Signal(syscall.SIGTERM)

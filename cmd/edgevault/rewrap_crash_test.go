@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -22,13 +20,7 @@ func TestRewrapSurvivesKill(t *testing.T) {
 	}
 	const secrets = 3000
 	bin := buildBinary(t)
-	dir := t.TempDir()
-	addr := freeAddr(t)
-	cfg := filepath.Join(dir, "server.hcl")
-	conf := fmt.Sprintf("listener \"tcp\" {\n  address = %q\n  tls_disable = true\n}\nstorage \"bolt\" {\n  path = %q\n}\n", addr, filepath.Join(dir, "ev.db"))
-	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg, addr, _ := serverFiles(t, "")
 	proc := startProcess(t, bin, cfg, addr)
 	defer func() {
 		proc.Process.Signal(syscall.SIGTERM)
