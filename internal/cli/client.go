@@ -514,3 +514,16 @@ func parseDuration(flag, s string) (time.Duration, error) {
 func durationSeconds(d time.Duration) string {
 	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
 }
+
+// printNames prints a list of names, one a line, or as a JSON array.
+func (c *conn) printNames(names []string) error {
+	if c.json() {
+		return printJSON(c.out, nonNil(names))
+	}
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintln(&b, n)
+	}
+	_, err := io.WriteString(c.out, b.String())
+	return err
+}

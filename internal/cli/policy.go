@@ -125,15 +125,7 @@ func newPolicyListCmd(e *env, cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return c.fail("list policies", err)
 			}
-			if c.json() {
-				return printJSON(c.out, nonNil(names))
-			}
-			var b strings.Builder
-			for _, n := range names {
-				fmt.Fprintln(&b, n)
-			}
-			_, err = io.WriteString(c.out, b.String())
-			return err
+			return c.printNames(names)
 		},
 	}
 }

@@ -259,15 +259,7 @@ func newZoneListCmd(e *env, cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if c.json() {
-				return printJSON(c.out, nonNil(names))
-			}
-			var b strings.Builder
-			for _, n := range names {
-				fmt.Fprintln(&b, n)
-			}
-			_, err = io.WriteString(c.out, b.String())
-			return err
+			return c.printNames(names)
 		},
 	}
 }
