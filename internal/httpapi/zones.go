@@ -262,9 +262,9 @@ func (s *Server) blastRadius(ctx context.Context, u *unsealed, name string) (*lo
 		return nil, err
 	}
 	var (
-		mounts   []any
+		mounts   = []any{}
 		secrets  int64
-		findings []any
+		findings = []any{}
 	)
 	for _, m := range c.mounts.Load().entries {
 		n, err := countSecrets(ctx, m.handler, "")
@@ -278,7 +278,7 @@ func (s *Server) blastRadius(ctx context.Context, u *unsealed, name string) (*lo
 	if err != nil {
 		return nil, err
 	}
-	var policies []any
+	policies := []any{}
 	for _, pn := range names {
 		if pn == "root" {
 			continue
@@ -309,16 +309,19 @@ func (s *Server) blastRadius(ctx context.Context, u *unsealed, name string) (*lo
 		}
 		policies = append(policies, map[string]any{"name": pn, "rules": int64(len(p.Paths)), "broad_paths": broad})
 	}
-	tokens, err := c.store.List(ctx, tokenPrefix+"id/")
+	tokens, rootTokens, err := c.tokens.Summary(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if rootTokens > 0 {
+		findings = append(findings, fmt.Sprintf("%d root token(s) of this zone exist: each reaches everything in the zone; revoke them once the zone has its own admin policy", rootTokens))
 	}
 	display := name
 	if display == "" {
 		display = "root"
 	}
 	return &logical.Response{Data: map[string]any{
-		"zone": display, "mounts": mounts, "secrets": secrets, "tokens": int64(len(tokens)),
+		"zone": display, "mounts": mounts, "secrets": secrets, "tokens": int64(tokens), "root_tokens": int64(rootTokens),
 		"agents": int64(0), "policies": policies, "cross_zone_grants": []any{}, "findings": findings,
 	}}, nil
 }

@@ -93,7 +93,7 @@ func TestZoneIsolation(t *testing.T) {
 	if fmt.Sprint(br.Data["secrets"]) != "2" || len(br.Data["cross_zone_grants"].([]any)) != 0 {
 		t.Fatalf("blast radius of A: %v", br.Data)
 	}
-	if f := fmt.Sprint(br.Data["findings"]); !strings.Contains(f, `policy "ops" grants list,read on every path`) {
+	if f := fmt.Sprint(br.Data["findings"]); !strings.Contains(f, `policy "ops" grants list,read on every path`) || !strings.Contains(f, "1 root token(s)") {
 		t.Fatalf("findings = %s", f)
 	}
 	if brB, err := ts.client.Logical().Read("sys/zones/site-b/blast-radius"); err != nil || fmt.Sprint(brB.Data["secrets"]) != "0" {
@@ -157,8 +157,10 @@ func TestZoneLifeCycle(t *testing.T) {
 	ts := startServer(t, true)
 	ctx := context.Background()
 	// Bad names and unknown zones.
-	if _, err := ts.client.Logical().Write("sys/zones/Bad_Name", nil); statusOf(err) != 400 {
-		t.Fatalf("bad zone name: %v", err)
+	for _, bad := range []string{"Bad_Name", "root", "-x", strings.Repeat("a", 64)} {
+		if _, err := ts.client.Logical().Write("sys/zones/"+bad, nil); statusOf(err) != 400 {
+			t.Fatalf("zone name %q: %v", bad, err)
+		}
 	}
 	if _, err := ts.client.Logical().Write("sys/zones/z1", map[string]any{"labels": "x"}); statusOf(err) != 400 {
 		t.Fatalf("labels of the wrong type: %v", err)

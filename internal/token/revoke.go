@@ -240,6 +240,37 @@ func (s *Store) Tidy(ctx context.Context) (int, error) {
 	return removed, nil
 }
 
+// Summary counts the store's live tokens, and those carrying the root
+// policy, for reports such as a zone's blast-radius map. It reads every
+// token.
+func (s *Store) Summary(ctx context.Context) (total, root int, err error) {
+	hashes, err := s.b.List(ctx, keyID)
+	if err != nil {
+		return 0, 0, fmt.Errorf("token store: summary: %w", err)
+	}
+	now := s.now()
+	for _, h := range hashes {
+		if dead, err := s.dead(ctx, h, now); err != nil || dead {
+			if err != nil {
+				return 0, 0, fmt.Errorf("token store: summary: %w", err)
+			}
+			continue
+		}
+		e, err := s.read(ctx, h)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, 0, fmt.Errorf("token store: summary: %w", err)
+		}
+		total++
+		if e.IsRoot() {
+			root++
+		}
+	}
+	return total, root, nil
+}
+
 // dead reports whether the token at hash is expired or its parent is gone.
 // A token already deleted is not dead (there is nothing to do).
 func (s *Store) dead(ctx context.Context, hash string, now time.Time) (bool, error) {

@@ -30,6 +30,8 @@ func ValidateName(name string) error {
 	switch {
 	case name == "":
 		return bad("must not be empty (the root zone \"\" always exists)")
+	case name == "root":
+		return bad("is reserved: it addresses the root zone in X-Vault-Namespace")
 	case len(name) > MaxNameLen:
 		return bad(fmt.Sprintf("is %d characters long, at most %d allowed", len(name), MaxNameLen))
 	case name[0] == '-':
