@@ -35,8 +35,8 @@ type unsealed struct {
 	bg    context.Context
 	stop  context.CancelFunc
 
-	mu    sync.Mutex       // guards named
-	named map[string]*core // named zones loaded so far
+	mu    sync.Mutex // serialises loading and dropping named zones
+	named sync.Map   // zone name → *core, the named zones loaded so far; read without mu
 }
 
 // core is one zone's state: its token store, policies and mounts, over the
@@ -121,7 +121,7 @@ func (s *Server) loadCoreLocked(ctx context.Context) error {
 			s.log.Warn("resume rewrap", "zone", name, "err", err)
 		}
 	}
-	s.state.Store(&unsealed{root: root, zones: zones, bg: bg, stop: stop, named: map[string]*core{}})
+	s.state.Store(&unsealed{root: root, zones: zones, bg: bg, stop: stop})
 	s.log.Info("unsealed", "mounts", len(root.mounts.Load().entries))
 	return nil
 }
@@ -207,10 +207,13 @@ func (s *Server) zoneCore(ctx context.Context, u *unsealed, name string) (*core,
 	if name == "" {
 		return u.root, nil
 	}
+	if c, ok := u.named.Load(name); ok {
+		return c.(*core), nil // the per-request path: no lock
+	}
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if c := u.named[name]; c != nil {
-		return c, nil
+	if c, ok := u.named.Load(name); ok {
+		return c.(*core), nil
 	}
 	if _, err := u.zones.Get(ctx, name); err != nil {
 		if errors.Is(err, zone.ErrNotFound) || errors.Is(err, zone.ErrInvalidName) {
@@ -226,7 +229,7 @@ func (s *Server) zoneCore(ctx context.Context, u *unsealed, name string) (*core,
 	if err != nil {
 		return nil, err
 	}
-	u.named[name] = c
+	u.named.Store(name, c)
 	return c, nil
 }
 

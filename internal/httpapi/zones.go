@@ -161,9 +161,8 @@ func (s *Server) zoneCRUD(ctx context.Context, u *unsealed, name string, req *re
 			return nil, err
 		}
 		u.mu.Lock()
-		if c := u.named[name]; c != nil {
-			c.stop()
-			delete(u.named, name)
+		if c, ok := u.named.LoadAndDelete(name); ok {
+			c.(*core).stop()
 		}
 		u.mu.Unlock()
 		s.log.Info("zone deleted", "zone", name)
