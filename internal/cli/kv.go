@@ -47,6 +47,16 @@ func (f *kvFlags) register(cmd *cobra.Command) {
 // (sys/internal/ui/mounts/PATH, as Vault's CLI does); if it cannot tell (403,
 // 404), the first path segment is taken as the mount. needKey makes an empty
 // key a usage error.
+// open connects to the server and resolves arg to a mount and key.
+func (f *kvFlags) open(ctx context.Context, e *env, cf *clientFlags, arg string, needKey bool) (*conn, kvPath, error) {
+	c, err := cf.connect(e)
+	if err != nil {
+		return nil, kvPath{}, err
+	}
+	p, err := f.resolve(ctx, c, arg, needKey)
+	return c, p, err
+}
+
 func (f *kvFlags) resolve(ctx context.Context, c *conn, arg string, needKey bool) (kvPath, error) {
 	arg = strings.Trim(arg, "/")
 	var p kvPath
@@ -139,12 +149,8 @@ func newKVGetCmd(e *env, cf *clientFlags) *cobra.Command {
 			if version < 0 {
 				return usagef("-version %d: expected a positive version", version)
 			}
-			c, err := cf.connect(e)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			p, err := kf.resolve(ctx, c, args[0], true)
+			c, p, err := kf.open(ctx, e, cf, args[0], true)
 			if err != nil {
 				return err
 			}
@@ -240,12 +246,8 @@ func writeKVData(cmd *cobra.Command, e *env, cf *clientFlags, kf *kvFlags, path 
 		}
 		opts = append(opts, api.WithCheckAndSet(cas))
 	}
-	c, err := cf.connect(e)
-	if err != nil {
-		return err
-	}
 	ctx := cmd.Context()
-	p, err := kf.resolve(ctx, c, path, true)
+	c, p, err := kf.open(ctx, e, cf, path, true)
 	if err != nil {
 		return err
 	}
@@ -338,12 +340,8 @@ func newKVListCmd(e *env, cf *clientFlags) *cobra.Command {
 		Long:  "List the keys under a path; names ending in / are folders.\n" + exitCodesHelp,
 		Args:  argsBetween(1, 1, "PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.connect(e)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			p, err := kf.resolve(ctx, c, args[0], false)
+			c, p, err := kf.open(ctx, e, cf, args[0], false)
 			if err != nil {
 				return err
 			}
@@ -393,12 +391,8 @@ func newKVDeleteCmd(e *env, cf *clientFlags) *cobra.Command {
 			if err := checkVersions(versions, false); err != nil {
 				return err
 			}
-			c, err := cf.connect(e)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			p, err := kf.resolve(ctx, c, args[0], true)
+			c, p, err := kf.open(ctx, e, cf, args[0], true)
 			if err != nil {
 				return err
 			}
@@ -436,12 +430,8 @@ func newKVVersionsCmd(e *env, cf *clientFlags, name, short, endpoint string) *co
 			if err := checkVersions(versions, true); err != nil {
 				return err
 			}
-			c, err := cf.connect(e)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			p, err := kf.resolve(ctx, c, args[0], true)
+			c, p, err := kf.open(ctx, e, cf, args[0], true)
 			if err != nil {
 				return err
 			}
@@ -494,12 +484,8 @@ func newKVMetadataGetCmd(e *env, cf *clientFlags) *cobra.Command {
 		Long:  "Show a secret's metadata and the state of each of its versions.\n" + exitCodesHelp,
 		Args:  argsBetween(1, 1, "PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.connect(e)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			p, err := kf.resolve(ctx, c, args[0], true)
+			c, p, err := kf.open(ctx, e, cf, args[0], true)
 			if err != nil {
 				return err
 			}
@@ -613,12 +599,8 @@ given keep their value, and -custom-metadata keys are merged into the existing o
 			if patch && len(data) == 0 {
 				return usagef("kv metadata patch: nothing to change (give at least one flag)")
 			}
-			c, err := cf.connect(e)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			p, err := kf.resolve(ctx, c, args[0], true)
+			c, p, err := kf.open(ctx, e, cf, args[0], true)
 			if err != nil {
 				return err
 			}
@@ -652,12 +634,8 @@ func newKVMetadataDeleteCmd(e *env, cf *clientFlags) *cobra.Command {
 		Long:  "Delete a secret with all its versions and metadata, for good.\n" + exitCodesHelp,
 		Args:  argsBetween(1, 1, "PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.connect(e)
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			p, err := kf.resolve(ctx, c, args[0], true)
+			c, p, err := kf.open(ctx, e, cf, args[0], true)
 			if err != nil {
 				return err
 			}
