@@ -102,44 +102,42 @@ func checkShares(kind string, shares, threshold int) error {
 // printRecoveryInit prints the recovery keys and root token of an
 // auto-unseal server, as Vault does.
 func printRecoveryInit(w io.Writer, resp *api.InitResponse, threshold int) error {
-	keys := resp.RecoveryKeysB64
-	if len(keys) == 0 {
-		keys = resp.RecoveryKeys
-	}
-	var b strings.Builder
-	for i, k := range keys {
-		fmt.Fprintf(&b, "Recovery Key %d: %s\n", i+1, k)
-	}
-	fmt.Fprintf(&b, "\nInitial Root Token: %s\n\n", resp.RootToken)
-	fmt.Fprintf(&b, `Server initialised with %d recovery key shares and a key threshold of %d.
+	keys := firstNonEmpty(resp.RecoveryKeysB64, resp.RecoveryKeys)
+	return printKeys(w, "Recovery Key", keys, resp.RootToken, fmt.Sprintf(`Server initialised with %d recovery key shares and a key threshold of %d.
 The server unseals itself with its HSM; the recovery keys authorise operator
 actions such as seal migration. Please securely distribute them.
-`, len(keys), threshold)
-	_, err := io.WriteString(w, b.String())
-	return err
+`, len(keys), threshold))
 }
 
 // printInit prints the unseal keys and root token as Vault does.
 func printInit(w io.Writer, resp *api.InitResponse, threshold int) error {
-	keys := resp.KeysB64
-	if len(keys) == 0 {
-		keys = resp.Keys
-	}
-	var b strings.Builder
-	for i, k := range keys {
-		fmt.Fprintf(&b, "Unseal Key %d: %s\n", i+1, k)
-	}
-	fmt.Fprintf(&b, "\nInitial Root Token: %s\n\n", resp.RootToken)
-	fmt.Fprintf(&b, `Server initialised with %d key shares and a key threshold of %d. Please
+	keys := firstNonEmpty(resp.KeysB64, resp.Keys)
+	return printKeys(w, "Unseal Key", keys, resp.RootToken, fmt.Sprintf(`Server initialised with %d key shares and a key threshold of %d. Please
 securely distribute the key shares printed above. When the server is sealed or
 restarted, at least %d of these keys are needed to unseal it before it can serve
 requests.
 
 The server does not store the root key. Without at least %d keys to rebuild it,
 the server stays sealed for good!
-`, len(keys), threshold, threshold, threshold)
+`, len(keys), threshold, threshold, threshold))
+}
+
+// printKeys prints numbered keys, the root token and a closing text.
+func printKeys(w io.Writer, label string, keys []string, rootToken, text string) error {
+	var b strings.Builder
+	for i, k := range keys {
+		fmt.Fprintf(&b, "%s %d: %s\n", label, i+1, k)
+	}
+	fmt.Fprintf(&b, "\nInitial Root Token: %s\n\n%s", rootToken, text)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func firstNonEmpty(a, b []string) []string {
+	if len(a) > 0 {
+		return a
+	}
+	return b
 }
 
 func newOperatorUnsealCmd(e *env, cf *clientFlags) *cobra.Command {
