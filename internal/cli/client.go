@@ -527,3 +527,12 @@ func (c *conn) printNames(names []string) error {
 	_, err := io.WriteString(c.out, b.String())
 	return err
 }
+
+// connectAfter connects unless check, the validation of the command's
+// arguments, failed.
+func (cf *clientFlags) connectAfter(e *env, check error) (*conn, error) {
+	if check != nil {
+		return nil, check
+	}
+	return cf.connect(e)
+}

@@ -83,10 +83,7 @@ func newPolicyReadCmd(e *env, cf *clientFlags) *cobra.Command {
 		Args:  argsBetween(1, 1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := checkPolicyName(name); err != nil {
-				return err
-			}
-			c, err := cf.connect(e)
+			c, err := cf.connectAfter(e, checkPolicyName(name))
 			if err != nil {
 				return err
 			}
@@ -139,10 +136,7 @@ func newPolicyDeleteCmd(e *env, cf *clientFlags) *cobra.Command {
 		Args: argsBetween(1, 1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := checkPolicyName(name); err != nil {
-				return err
-			}
-			c, err := cf.connect(e)
+			c, err := cf.connectAfter(e, checkPolicyName(name))
 			if err != nil {
 				return err
 			}

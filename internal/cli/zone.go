@@ -48,14 +48,6 @@ and use a token of that zone, such as one from "zone root-token NAME".`,
 }
 
 // checkZoneName refuses an empty zone name; the server checks the rest.
-// connectZone checks a zone name argument and connects to the server.
-func connectZone(e *env, cf *clientFlags, name string) (*conn, error) {
-	if err := checkZoneName(name); err != nil {
-		return nil, err
-	}
-	return cf.connect(e)
-}
-
 func checkZoneName(name string) error {
 	if strings.TrimSpace(name) == "" {
 		return usagef("NAME: empty zone name")
@@ -207,7 +199,7 @@ func newZoneReadCmd(e *env, cf *clientFlags) *cobra.Command {
 		Args:  argsBetween(1, 1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			c, err := connectZone(e, cf, name)
+			c, err := cf.connectAfter(e, checkZoneName(name))
 			if err != nil {
 				return err
 			}
@@ -280,7 +272,7 @@ revoke) inside the zone first.
 		Args: argsBetween(1, 1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			c, err := connectZone(e, cf, name)
+			c, err := cf.connectAfter(e, checkZoneName(name))
 			if err != nil {
 				return err
 			}
@@ -308,7 +300,7 @@ NAME" shows the progress).
 		Args: argsBetween(1, 1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			c, err := connectZone(e, cf, name)
+			c, err := cf.connectAfter(e, checkZoneName(name))
 			if err != nil {
 				return err
 			}
@@ -337,7 +329,7 @@ its records are still encrypted with an older version (remaining).
 		Args: argsBetween(1, 1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			c, err := connectZone(e, cf, name)
+			c, err := cf.connectAfter(e, checkZoneName(name))
 			if err != nil {
 				return err
 			}
@@ -367,7 +359,7 @@ zone's policies and tokens, then revoke it.
 		Args: argsBetween(1, 1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			c, err := connectZone(e, cf, name)
+			c, err := cf.connectAfter(e, checkZoneName(name))
 			if err != nil {
 				return err
 			}
