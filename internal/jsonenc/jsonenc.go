@@ -208,20 +208,79 @@ func AppendString(b []byte, s string) []byte {
 // AppendRaw appends the JSON value raw, compacted, with every string value
 // (not object keys) written by e.Value. Invalid JSON is an error.
 func (e Strings) AppendRaw(b []byte, raw []byte) ([]byte, error) {
+	if !json.Valid(raw) {
+		return nil, &json.UnsupportedValueError{Str: "invalid raw JSON"}
+	}
 	if e.Value == nil {
-		if !json.Valid(raw) {
-			return nil, &json.UnsupportedValueError{Str: "invalid raw JSON"}
-		}
 		return append(b, raw...), nil
 	}
-	var v any
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber()
-	if err := d.Decode(&v); err != nil {
-		return nil, &json.UnsupportedValueError{Str: "invalid raw JSON: " + err.Error()}
+	// raw is valid JSON, so a small scanner suffices: it only needs to
+	// tell keys from values and find where each string ends.
+	var stack []byte // '{' or '[' per open container
+	expectKey := false
+	for i := 0; i < len(raw); {
+		switch c := raw[i]; c {
+		case ' ', '\t', '\n', '\r':
+			i++
+		case '{', '[':
+			stack = append(stack, c)
+			expectKey = c == '{'
+			b = append(b, c)
+			i++
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+			expectKey = false
+			b = append(b, c)
+			i++
+		case ',':
+			expectKey = len(stack) > 0 && stack[len(stack)-1] == '{'
+			b = append(b, c)
+			i++
+		case ':':
+			expectKey = false
+			b = append(b, c)
+			i++
+		case '"':
+			end, escaped := stringEnd(raw, i)
+			lit := raw[i:end]
+			i = end
+			if expectKey {
+				b = append(b, lit...)
+				continue
+			}
+			if !escaped {
+				b = e.Value(b, string(lit[1:len(lit)-1]))
+				continue
+			}
+			var v string
+			if err := json.Unmarshal(lit, &v); err != nil {
+				return nil, &json.UnsupportedValueError{Str: "invalid raw JSON string"}
+			}
+			b = e.Value(b, v)
+		default: // a number, true, false or null
+			j := i
+			for j < len(raw) && !bytes.ContainsRune([]byte(",}] \t\n\r"), rune(raw[j])) {
+				j++
+			}
+			b = append(b, raw[i:j]...)
+			i = j
+		}
 	}
-	if d.More() {
-		return nil, &json.UnsupportedValueError{Str: "invalid raw JSON: trailing data"}
+	return b, nil
+}
+
+// stringEnd returns the index just past the JSON string starting at
+// raw[start] (a quote), and whether it holds escapes.
+func stringEnd(raw []byte, start int) (int, bool) {
+	escaped := false
+	for i := start + 1; i < len(raw); i++ {
+		switch raw[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			return i + 1, escaped
+		}
 	}
-	return e.AppendValue(b, v)
+	return len(raw), escaped
 }

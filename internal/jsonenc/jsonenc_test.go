@@ -45,3 +45,74 @@ func FuzzAppendString(f *testing.F) {
 		}
 	})
 }
+
+// AppendRaw with a string hook rewrites exactly the string values: the
+// result decodes to the input with every string value replaced.
+func TestAppendRawRewritesValues(t *testing.T) {
+	mark := Strings{Value: func(b []byte, s string) []byte { return AppendString(b, "("+s+")") }}
+	in := `{ "a" : "x", "b":[1, "y\n", true, null, {"c":"z\"q"}], "d\u0041":-1.5e3, "e":{} }`
+	got, err := mark.AppendRaw(nil, []byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"a":"(x)","b":[1,"(y\n)",true,null,{"c":"(z\"q)"}],"d\u0041":-1.5e3,"e":{}}`
+	if string(got) != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if _, err := mark.AppendRaw(nil, []byte(`{"a":`)); err == nil {
+		t.Fatal("invalid JSON accepted")
+	}
+}
+
+func FuzzAppendRaw(f *testing.F) {
+	for _, s := range []string{`{"a":"b"}`, `["x",1,{"k":["v"]}]`, `"s"`, `1`, `null`, `{"a\"b":"c\\d"}`} {
+		f.Add(s)
+	}
+	mark := Strings{Value: func(b []byte, s string) []byte { return AppendString(b, "#"+s) }}
+	f.Fuzz(func(t *testing.T, in string) {
+		got, err := mark.AppendRaw(nil, []byte(in))
+		if !json.Valid([]byte(in)) {
+			if err == nil {
+				t.Fatal("invalid JSON accepted")
+			}
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := decodeNumbers([]byte(in))
+		b, ok := decodeNumbers(got)
+		if !ok {
+			t.Fatalf("output not JSON: %s", got)
+		}
+		if want, _ := json.Marshal(markAll(a)); !bytes.Equal(want, mustMarshal(b)) {
+			t.Fatalf("in %s: got %s", in, got)
+		}
+	})
+}
+
+func markAll(v any) any {
+	switch t := v.(type) {
+	case string:
+		return "#" + t
+	case []any:
+		for i := range t {
+			t[i] = markAll(t[i])
+		}
+	case map[string]any:
+		for k := range t {
+			t[k] = markAll(t[k])
+		}
+	}
+	return v
+}
+
+func mustMarshal(v any) []byte { b, _ := json.Marshal(v); return b }
+
+func decodeNumbers(raw []byte) (any, bool) {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	err := d.Decode(&v)
+	return v, err == nil
+}
