@@ -92,6 +92,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newPolicyCmd(e),
 		newStatusCmd(e),
 		newZoneCmd(e),
+		newAuditCmd(e),
 	)
 	return root
 }

@@ -9,12 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/edgevault/edgevault/internal/audit"
 	"github.com/edgevault/edgevault/internal/barrier"
 	"github.com/edgevault/edgevault/internal/barrier/keyfile"
 	"github.com/edgevault/edgevault/internal/barrier/pkcs11"
@@ -110,6 +112,7 @@ func runServer(ctx context.Context, e *env, cfg config.Config) error {
 	}
 	hcfg := httpapi.Config{
 		Physical: phys, StorageType: cfg.Storage.Type, Logger: log, MaxRequestSize: cfg.MaxRequestSize,
+		Audit: auditConfig(cfg.Audit),
 	}
 	switch cfg.Seal {
 	case "pkcs11":
@@ -151,8 +154,39 @@ func runServer(ctx context.Context, e *env, cfg config.Config) error {
 	} else if host, _, _ := net.SplitHostPort(cfg.Listener.Address); !isLoopback(host) {
 		log.Warn("serving plain HTTP on a non-loopback address: tokens and secrets cross the network in clear", "address", cfg.Listener.Address)
 	}
-	log.Info("edgevault server started", "address", scheme+"://"+ln.Addr().String(), "storage", cfg.Storage.Type)
+	log.Info("edgevault server started", "address", scheme+"://"+ln.Addr().String(), "storage", cfg.Storage.Type,
+		"audit_devices", len(hcfg.Audit.Devices))
+	go reopenOnHangup(ctx, log, srv)
 	return serve(ctx, log, ln, srv.Handler())
+}
+
+// auditConfig maps the configuration file's audit settings to the server's.
+func auditConfig(a config.Audit) httpapi.AuditConfig {
+	out := httpapi.AuditConfig{RequireAny: a.Require == "any", KeyName: a.KeyName, CheckpointInterval: a.CheckpointInterval}
+	for _, d := range a.Devices {
+		out.Devices = append(out.Devices, audit.DeviceConfig{Path: d.Path, Type: d.Type, Description: d.Description,
+			Options: d.Options, FromConfig: true})
+	}
+	return out
+}
+
+// reopenOnHangup reopens the audit files on SIGHUP, after logrotate moved them.
+func reopenOnHangup(ctx context.Context, log *slog.Logger, srv *httpapi.Server) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := srv.ReopenAudit(); err != nil {
+				log.Error("SIGHUP: reopen audit files", "err", err)
+				continue
+			}
+			log.Info("SIGHUP: audit files reopened")
+		}
+	}
 }
 
 // newHSMProtector builds the pkcs11 seal's Protector from the config and

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl"
 	"github.com/hashicorp/hcl/hcl/ast"
@@ -36,6 +37,34 @@ type Config struct {
 	LogLevel string
 	// MaxRequestSize bounds request bodies in bytes (default 32 MiB).
 	MaxRequestSize int64
+	// Audit is where every request and response is recorded.
+	Audit Audit
+}
+
+// Audit configures the audit devices. Without audit blocks, a server on
+// bolt storage gets two: "file/" (audit.log) and "log/" (the transparency
+// log in audit-log/), both beside the database file; audit_disable = true
+// turns that default off.
+type Audit struct {
+	// Devices come from audit "<path>" { type = ..., ... } blocks.
+	Devices []AuditDevice
+	// Require is "all" (every device must accept each entry; the default)
+	// or "any" (one is enough).
+	Require string
+	// Disable turns off the default devices; it cannot be combined with audit blocks.
+	Disable bool
+	// KeyName names the checkpoint signing key created at first unseal.
+	KeyName string
+	// CheckpointInterval is how often the transparency log signs a checkpoint.
+	CheckpointInterval time.Duration
+}
+
+// AuditDevice is one audit "<path>" block.
+type AuditDevice struct {
+	Path        string
+	Type        string // "file" or "tlog"
+	Description string
+	Options     map[string]string // file: file_path; tlog: path, origin
 }
 
 // Listener is a TCP listener.
@@ -121,7 +150,7 @@ func Parse(text string) (Config, error) {
 		}
 		key := item.Keys[0].Token.Value().(string)
 		seen[key]++
-		if seen[key] > 1 && key != "listener" {
+		if seen[key] > 1 && key != "listener" && key != "audit" {
 			return Config{}, fmt.Errorf("%q is given more than once", key)
 		}
 		switch key {
@@ -191,10 +220,55 @@ func Parse(text string) (Config, error) {
 			if err := hcl.DecodeObject(&cfg.MaxRequestSize, item.Val); err != nil {
 				return Config{}, fmt.Errorf("max_request_size: %w", err)
 			}
+		case "audit":
+			if len(item.Keys) != 2 {
+				return Config{}, errors.New(`audit: expected a device path label, as in audit "file" { type = "file" file_path = "/var/log/edgevault/audit.log" }`)
+			}
+			path, body, err := block(item, key)
+			if err != nil {
+				return Config{}, err
+			}
+			d := AuditDevice{Path: path, Options: map[string]string{}}
+			var filePath, dir, origin string
+			where := fmt.Sprintf("audit %q", path)
+			if err := decodeBody(body, where, map[string]any{"type": &d.Type, "description": &d.Description,
+				"file_path": &filePath, "path": &dir, "origin": &origin}); err != nil {
+				return Config{}, err
+			}
+			for k, v := range map[string]string{"file_path": filePath, "path": dir, "origin": origin} {
+				if v != "" {
+					d.Options[k] = v
+				}
+			}
+			cfg.Audit.Devices = append(cfg.Audit.Devices, d)
+		case "audit_require":
+			if err := hcl.DecodeObject(&cfg.Audit.Require, item.Val); err != nil {
+				return Config{}, fmt.Errorf("audit_require: %w", err)
+			}
+		case "audit_disable":
+			v, err := decodeBool(item.Val)
+			if err != nil {
+				return Config{}, fmt.Errorf("audit_disable: %w", err)
+			}
+			cfg.Audit.Disable = v
+		case "audit_key_name":
+			if err := hcl.DecodeObject(&cfg.Audit.KeyName, item.Val); err != nil {
+				return Config{}, fmt.Errorf("audit_key_name: %w", err)
+			}
+		case "audit_checkpoint_interval":
+			var v string
+			if err := hcl.DecodeObject(&v, item.Val); err != nil {
+				return Config{}, fmt.Errorf("audit_checkpoint_interval: %w", err)
+			}
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 || d > time.Minute {
+				return Config{}, fmt.Errorf("audit_checkpoint_interval %q: expected a duration between 1ms and 1m, e.g. \"100ms\"", v)
+			}
+			cfg.Audit.CheckpointInterval = d
 		case "ui", "disable_mlock", "api_addr", "cluster_addr":
 			// Accepted for compatibility with Vault configuration files; unused.
 		default:
-			return Config{}, fmt.Errorf("unknown setting %q (known: listener, storage, seal, log_level, max_request_size)", key)
+			return Config{}, fmt.Errorf("unknown setting %q (known: listener, storage, seal, audit, audit_require, audit_disable, audit_key_name, audit_checkpoint_interval, log_level, max_request_size)", key)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -306,6 +380,62 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxRequestSize <= 0 {
 		return fmt.Errorf("max_request_size %d: must be positive", c.MaxRequestSize)
+	}
+	return c.Audit.validate(c.Storage)
+}
+
+// validate checks the audit settings and fills in the default devices.
+func (a *Audit) validate(st Storage) error {
+	switch a.Require {
+	case "":
+		a.Require = "all"
+	case "all", "any":
+	default:
+		return fmt.Errorf("audit_require %q: expected \"all\" or \"any\"", a.Require)
+	}
+	if a.Disable && len(a.Devices) > 0 {
+		return errors.New("audit_disable = true contradicts the audit blocks; remove one or the other")
+	}
+	if !a.Disable && len(a.Devices) == 0 && st.Type == "bolt" {
+		dir := filepath.Dir(st.Path)
+		a.Devices = []AuditDevice{
+			{Path: "file", Type: "file", Description: "default: beside the database", Options: map[string]string{"file_path": filepath.Join(dir, "audit.log")}},
+			{Path: "log", Type: "tlog", Description: "default: beside the database", Options: map[string]string{"path": filepath.Join(dir, "audit-log")}},
+		}
+	}
+	logs := 0
+	paths := map[string]bool{}
+	for _, d := range a.Devices {
+		where := fmt.Sprintf("audit %q", d.Path)
+		if p := strings.Trim(d.Path, "/"); p == "" || strings.Contains(p, "/") || paths[p] {
+			return errors.New(where + ": want a unique device path without slashes, e.g. audit \"file\" { ... }")
+		} else {
+			paths[p] = true
+		}
+		switch d.Type {
+		case "file":
+			if d.Options["file_path"] == "" {
+				return errors.New(where + ": file_path is required for a file device")
+			}
+			if d.Options["path"] != "" || d.Options["origin"] != "" {
+				return errors.New(where + ": path and origin belong to tlog devices; a file device takes file_path")
+			}
+		case "tlog":
+			logs++
+			if d.Options["path"] == "" {
+				return errors.New(where + ": path (a directory) is required for a tlog device")
+			}
+			if d.Options["file_path"] != "" {
+				return errors.New(where + ": file_path belongs to file devices; a tlog device takes path")
+			}
+		case "":
+			return errors.New(where + `: type is required ("file" or "tlog")`)
+		default:
+			return fmt.Errorf("%s: type %q: expected \"file\" or \"tlog\"", where, d.Type)
+		}
+	}
+	if logs > 1 {
+		return errors.New("audit: only one tlog device is supported")
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/edgevault/edgevault/internal/audit"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/policy"
 	"github.com/edgevault/edgevault/internal/storage"
@@ -30,8 +31,9 @@ const (
 
 // unsealed is everything that exists only while the barrier is unsealed.
 type unsealed struct {
-	root  *core       // the root zone (operators), on the barrier
-	zones *zone.Store // the named zones' keys and records
+	audit *audit.Broker // every zone's requests are audited through it
+	root  *core         // the root zone (operators), on the barrier
+	zones *zone.Store   // the named zones' keys and records
 	bg    context.Context
 	stop  context.CancelFunc
 
@@ -47,6 +49,8 @@ type core struct {
 	tokens   *token.Store
 	policies *policy.Store
 	mounts   atomic.Pointer[mountTable]
+	audit    *audit.Broker
+	salt     *audit.Salt        // the zone's audit HMAC key
 	stop     context.CancelFunc // ends the zone's background work
 }
 
@@ -80,8 +84,12 @@ func bootstrapZone(ctx context.Context, store storage.Backend) error {
 }
 
 // newCore loads one zone's state from store and starts its token tidying.
-func (s *Server) newCore(ctx, bg context.Context, name string, store storage.Backend) (*core, error) {
+func (s *Server) newCore(ctx, bg context.Context, name string, store storage.Backend, broker *audit.Broker) (*core, error) {
 	entries, err := readMountTable(ctx, store)
+	if err != nil {
+		return nil, err
+	}
+	salt, err := zoneSalt(ctx, store)
 	if err != nil {
 		return nil, err
 	}
@@ -96,6 +104,8 @@ func (s *Server) newCore(ctx, bg context.Context, name string, store storage.Bac
 		store:    store,
 		tokens:   token.NewStore(storage.NewView(store, tokenPrefix), token.Options{Logger: s.log.With("zone", name), TidyInterval: s.cfg.TokenTidyInterval}),
 		policies: policy.NewStore(storage.NewView(store, policyPrefix)),
+		audit:    broker,
+		salt:     salt,
 	}
 	c.mounts.Store(mt)
 	go c.tokens.Run(bg)
@@ -105,8 +115,18 @@ func (s *Server) newCore(ctx, bg context.Context, name string, store storage.Bac
 // loadCoreLocked builds the unsealed state from storage. s.mu is held.
 func (s *Server) loadCoreLocked(ctx context.Context) error {
 	s.dropCoreLocked()
-	bg, stop := context.WithCancel(context.Background())
-	root, err := s.newCore(ctx, bg, "", s.barrier)
+	broker, err := s.openAudit(ctx)
+	if err != nil {
+		return err
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	stop := func() {
+		cancel()
+		if err := broker.Close(); err != nil {
+			s.log.Error("close audit devices", "err", err)
+		}
+	}
+	root, err := s.newCore(ctx, bg, "", s.barrier, broker)
 	if err != nil {
 		stop()
 		return err
@@ -121,7 +141,7 @@ func (s *Server) loadCoreLocked(ctx context.Context) error {
 			s.log.Warn("resume rewrap", "zone", name, "err", err)
 		}
 	}
-	s.state.Store(&unsealed{root: root, zones: zones, bg: bg, stop: stop})
+	s.state.Store(&unsealed{audit: broker, root: root, zones: zones, bg: bg, stop: stop})
 	s.log.Info("unsealed", "mounts", len(root.mounts.Load().entries))
 	return nil
 }
@@ -225,7 +245,7 @@ func (s *Server) zoneCore(ctx context.Context, u *unsealed, name string) (*core,
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.newCore(ctx, u.bg, name, store)
+	c, err := s.newCore(ctx, u.bg, name, store, u.audit)
 	if err != nil {
 		return nil, err
 	}

@@ -43,6 +43,8 @@ type Config struct {
 	Protector barrier.Protector
 	// SealType names the auto-unseal seal; required with Protector.
 	SealType string
+	// Audit configures the audit devices; none means nothing is audited.
+	Audit AuditConfig
 }
 
 // Server is the Vault-compatible API over one barrier. Create it with New.
@@ -180,7 +182,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.serveAuthenticated(c, w, r, path)
+	s.serveAudited(c, w, r, path)
 }
 
 // request is one authenticated, authorised request on its way to a handler.
@@ -190,7 +192,10 @@ type request struct {
 	acl   *policy.ACL
 }
 
-func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Request, path string) {
+// serveAuthenticated serves a request that needs a token. t, when auditing
+// is on, collects what the audit entries say; the request entry is written
+// before the request can change anything.
+func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Request, path string, t *trail) {
 	ctx := r.Context()
 	op, ok := operationFor(r)
 	if !ok {
@@ -211,10 +216,17 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		errorf(w, http.StatusBadRequest, "response wrapping (X-Vault-Wrap-TTL) is not supported yet; the response would not be wrapped")
 		return
 	}
+	if t != nil {
+		t.entry.Request.ClientToken = tok
+	}
 	entry, err := c.tokens.Lookup(ctx, tok)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if t != nil {
+		t.entry.Auth = authEntry(tok, entry)
+		t.entry.Request.ClientTokenAccessor = entry.Accessor()
 	}
 	acl, err := c.policies.ACL(ctx, entry.Policies())
 	if err != nil {
@@ -231,6 +243,9 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		}
 		s.writeError(w, r, err)
 		return
+	}
+	if t != nil {
+		t.entry.Request.MountPoint, t.entry.Request.MountType = route.mountPoint, route.mountType
 	}
 	if op == logical.PatchOperation {
 		if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/merge-patch+json" {
@@ -284,6 +299,14 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		return
 	}
 	req.Sudo = sudo
+	if t != nil {
+		t.entry.Request.Operation = string(req.Operation)
+		t.entry.Request.Data = data
+		if err := c.logRequest(t); err != nil {
+			s.auditFailed(w, r, err)
+			return
+		}
+	}
 	// Use returns the entry as the use left it: the use that exhausts a
 	// token still completes this request, through token.WithCaller.
 	if entry, err = c.tokens.Use(ctx, entry); err != nil {
@@ -300,6 +323,9 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 	if err != nil {
 		s.writeError(w, r, err)
 		return
+	}
+	if t != nil {
+		t.resp = resp
 	}
 	writeResponse(w, resp, route.mountType)
 }

@@ -32,8 +32,14 @@ type testServer struct {
 // startServer starts a server; with dev it is initialised and unsealed.
 func startServer(t *testing.T, dev bool) *testServer {
 	t.Helper()
+	return startServerWith(t, dev, httpapi.AuditConfig{})
+}
+
+// startServerWith starts a server with audit devices.
+func startServerWith(t *testing.T, dev bool, audit httpapi.AuditConfig) *testServer {
+	t.Helper()
 	phys := inmem.New()
-	srv, err := httpapi.New(httpapi.Config{Physical: phys, StorageType: "inmem", MaxRequestSize: 1 << 20})
+	srv, err := httpapi.New(httpapi.Config{Physical: phys, StorageType: "inmem", MaxRequestSize: 1 << 20, Audit: audit})
 	if err != nil {
 		t.Fatal(err)
 	}

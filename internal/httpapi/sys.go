@@ -37,6 +37,14 @@ func (c *core) sysRoute(rel string) *route {
 	switch {
 	case rel == "zones" || strings.HasPrefix(rel, "zones/"):
 		return sys(serveZones, rel)
+	case rel == "audit":
+		return sys(serveAuditList, rel)
+	case strings.HasPrefix(rel, "audit/"):
+		return sys(serveAuditDevice, rel)
+	case strings.HasPrefix(rel, "audit-hash/"):
+		return sys(serveAuditHash)
+	case strings.HasPrefix(rel, "audit-log/"):
+		return sys(serveAuditLog, "audit-log/disclose")
 	case rel == "mounts":
 		return sys(serveMounts)
 	case strings.HasPrefix(rel, "mounts/"):
@@ -66,7 +74,8 @@ func (c *core) sysRoute(rel string) *route {
 // root zone (the operators') may call it.
 func rootZoneOnly(rel string) bool {
 	switch {
-	case rel == "seal", rel == "rotate", rel == "key-status", rel == "zones", strings.HasPrefix(rel, "zones/"):
+	case rel == "seal", rel == "rotate", rel == "key-status", rel == "zones", strings.HasPrefix(rel, "zones/"),
+		rel == "audit", strings.HasPrefix(rel, "audit/"), strings.HasPrefix(rel, "audit-log/"):
 		return true
 	}
 	return false

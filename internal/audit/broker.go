@@ -1,0 +1,469 @@
+package audit
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/edgevault/edgevault/internal/audit/leaf"
+	"github.com/edgevault/edgevault/internal/audit/tlog"
+)
+
+// Device types.
+const (
+	TypeFile = "file" // Vault's file audit device: option file_path
+	TypeLog  = "tlog" // the transparency log: options path (a directory), origin
+)
+
+// DeviceConfig is one audit device, as sys/audit lists it.
+type DeviceConfig struct {
+	// Path names the device, Vault-style with a trailing slash ("file/").
+	Path        string
+	Type        string
+	Description string
+	Options     map[string]string
+	// FromConfig devices come from the server's configuration file and
+	// cannot be disabled through the API.
+	FromConfig bool
+}
+
+// Options configure a Broker.
+type Options struct {
+	// RequireAll (the default) fails a request when any device refuses its
+	// entry; otherwise one device accepting it is enough.
+	RequireAny bool
+	// Signer signs the transparency log's checkpoints.
+	Signer note.Signer
+	// Logger receives device failures; nil discards them.
+	Logger *slog.Logger
+	// CheckpointInterval is how often the log publishes a checkpoint (0: tlog's default).
+	CheckpointInterval time.Duration
+}
+
+// device is an open DeviceConfig.
+type device struct {
+	cfg  DeviceConfig
+	file *fileSink
+	log  *tlog.Log
+}
+
+// Record is one encoded entry on its way to the devices.
+type record struct {
+	line  []byte // the JSON line, '\n' included
+	leaf  []byte // the log's leaf data
+	seed  [leaf.SeedSize]byte
+	index uint64 // set once the log sequenced it
+}
+
+// batch is what one writer takes to the devices at once.
+type batch struct {
+	recs []*record
+	done chan struct{}
+	lead chan struct{} // one waiter receives it and writes the batch
+	err  error
+}
+
+func newBatch() *batch {
+	return &batch{done: make(chan struct{}), lead: make(chan struct{}, 1)}
+}
+
+// Broker sends audit entries to its devices. Safe for concurrent use.
+type Broker struct {
+	opts Options
+	log  *slog.Logger
+
+	devMu   sync.Mutex // serialises device changes and batch writes
+	devices atomic.Pointer[[]*device]
+
+	mu      sync.Mutex // guards open and busy
+	open    *batch
+	busy    bool
+	scratch []byte // the writer's line buffer; used under devMu
+
+	encoders sync.Pool
+	closed   atomic.Bool
+}
+
+// NewBroker returns a Broker with no devices (auditing nothing).
+func NewBroker(opts Options) *Broker {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Broker{opts: opts, log: log, open: newBatch()}
+	b.devices.Store(&[]*device{})
+	b.encoders.New = func() any { return &encoder{b: make([]byte, 0, 1024)} }
+	return b
+}
+
+// Enabled reports whether any device is enabled.
+func (b *Broker) Enabled() bool { return len(*b.devices.Load()) > 0 }
+
+// Devices lists the enabled devices, sorted by path.
+func (b *Broker) Devices() []DeviceConfig {
+	devs := *b.devices.Load()
+	out := make([]DeviceConfig, 0, len(devs))
+	for _, d := range devs {
+		out = append(out, d.cfg)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out
+}
+
+// Log returns the transparency log, or nil when no tlog device is enabled.
+func (b *Broker) Log() *tlog.Log {
+	for _, d := range *b.devices.Load() {
+		if d.log != nil {
+			return d.log
+		}
+	}
+	return nil
+}
+
+// ValidateDevice checks cfg and returns it normalised (path with a trailing
+// slash, absolute file paths, known options only).
+func ValidateDevice(cfg DeviceConfig) (DeviceConfig, error) {
+	p := strings.Trim(cfg.Path, "/")
+	if p == "" || strings.ContainsAny(p, " \t\n/") || len(p) > 128 {
+		return cfg, fmt.Errorf("%w: path %q: want a non-empty name without slashes or spaces", ErrInvalidDevice, cfg.Path)
+	}
+	cfg.Path = p + "/"
+	opts := map[string]string{}
+	for k, v := range cfg.Options {
+		opts[k] = v
+	}
+	allowed := map[string][]string{TypeFile: {"file_path"}, TypeLog: {"path", "origin"}}
+	keys, ok := allowed[cfg.Type]
+	if !ok {
+		return cfg, fmt.Errorf("%w: type %q: supported types are %q and %q", ErrInvalidDevice, cfg.Type, TypeFile, TypeLog)
+	}
+	for k := range opts {
+		if !slices.Contains(keys, k) {
+			return cfg, fmt.Errorf("%w: options: %q is not an option of a %s device (options: %s)", ErrInvalidDevice, k, cfg.Type, strings.Join(keys, ", "))
+		}
+	}
+	pathKey := keys[0]
+	if opts[pathKey] == "" {
+		return cfg, fmt.Errorf("%w: options.%s is required for a %s device", ErrInvalidDevice, pathKey, cfg.Type)
+	}
+	abs, err := filepath.Abs(opts[pathKey])
+	if err != nil {
+		return cfg, fmt.Errorf("%w: options.%s: %v", ErrInvalidDevice, pathKey, err)
+	}
+	opts[pathKey] = abs
+	if cfg.Type == TypeLog {
+		if o := opts["origin"]; o != "" && (strings.ContainsAny(o, "\n+ \t") || len(o) > 200) {
+			return cfg, fmt.Errorf("%w: options.origin %q: want one line without spaces or '+'", ErrInvalidDevice, o)
+		}
+	}
+	cfg.Options = opts
+	return cfg, nil
+}
+
+// Enable opens and adds a device. A second tlog device, a path in use or a
+// file that cannot be opened is refused, and nothing changes.
+func (b *Broker) Enable(cfg DeviceConfig) error {
+	cfg, err := ValidateDevice(cfg)
+	if err != nil {
+		return err
+	}
+	b.devMu.Lock()
+	defer b.devMu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	devs := *b.devices.Load()
+	for _, d := range devs {
+		if d.cfg.Path == cfg.Path {
+			return fmt.Errorf("%w: path %q is already in use", ErrInvalidDevice, cfg.Path)
+		}
+		if cfg.Type == TypeLog && d.log != nil {
+			return fmt.Errorf("%w: only one tlog device can be enabled; %q is one", ErrInvalidDevice, d.cfg.Path)
+		}
+		if cfg.Type == TypeFile && d.file != nil && d.cfg.Options["file_path"] == cfg.Options["file_path"] {
+			return fmt.Errorf("%w: options.file_path %q is already written by %q", ErrInvalidDevice, cfg.Options["file_path"], d.cfg.Path)
+		}
+	}
+	d := &device{cfg: cfg}
+	switch cfg.Type {
+	case TypeFile:
+		if d.file, err = openFileSink(cfg.Options["file_path"]); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrInvalidDevice, cfg.Path, err)
+		}
+	case TypeLog:
+		if b.opts.Signer == nil {
+			return fmt.Errorf("%w: %s: no checkpoint signing key", ErrInvalidDevice, cfg.Path)
+		}
+		origin := cfg.Options["origin"]
+		if origin == "" {
+			origin = b.opts.Signer.Name()
+		}
+		if err := os.MkdirAll(cfg.Options["path"], 0o700); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrInvalidDevice, cfg.Path, err)
+		}
+		d.log, err = tlog.Open(tlog.Options{Dir: cfg.Options["path"], Origin: origin, Signer: b.opts.Signer,
+			CheckpointInterval: b.opts.CheckpointInterval, Logger: b.log})
+		if err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrInvalidDevice, cfg.Path, err)
+		}
+	}
+	next := append(slices.Clone(devs), d)
+	if err := b.reconcile(next); err != nil {
+		d.close()
+		return err
+	}
+	b.devices.Store(&next)
+	return nil
+}
+
+// reconcile makes the files agree with the log after a crash: a batch
+// written to a file whose log append never completed was never answered,
+// so it is cut from the file. Only when every device is required.
+func (b *Broker) reconcile(devs []*device) error {
+	if b.opts.RequireAny {
+		return nil
+	}
+	var lg *tlog.Log
+	for _, d := range devs {
+		if d.log != nil {
+			lg = d.log
+		}
+	}
+	if lg == nil || lg.Size() == 0 {
+		return nil
+	}
+	priv, err := lg.Private(lg.Size() - 1)
+	if err != nil {
+		return fmt.Errorf("audit: read the log's last entry: %w", err)
+	}
+	_, line, err := SplitPrivate(priv)
+	if err != nil {
+		return err
+	}
+	for _, d := range devs {
+		if d.file == nil {
+			continue
+		}
+		found, err := d.file.cutAfter(line, 1<<16)
+		if err != nil {
+			return fmt.Errorf("audit: reconcile %s with the log: %w", d.cfg.Path, err)
+		}
+		if !found && d.file.size > 0 {
+			b.log.Warn("audit file does not end with the log's last entry; run `edgevault audit verify`", "device", d.cfg.Path, "log_size", lg.Size())
+		}
+	}
+	return nil
+}
+
+// Disable closes and removes the device at path.
+func (b *Broker) Disable(path string) error {
+	path = strings.Trim(path, "/") + "/"
+	b.devMu.Lock()
+	defer b.devMu.Unlock()
+	devs := *b.devices.Load()
+	for i, d := range devs {
+		if d.cfg.Path == path {
+			next := slices.Delete(slices.Clone(devs), i, i+1)
+			b.devices.Store(&next)
+			return d.close()
+		}
+	}
+	return fmt.Errorf("%w: no audit device at %q", ErrInvalidDevice, path)
+}
+
+func (d *device) close() error {
+	if d.file != nil {
+		return d.file.close()
+	}
+	return d.log.Close()
+}
+
+// Reopen reopens every file device at its path (after logrotate; SIGHUP).
+func (b *Broker) Reopen() error {
+	b.devMu.Lock()
+	defer b.devMu.Unlock()
+	var errs []error
+	for _, d := range *b.devices.Load() {
+		if d.file != nil {
+			if err := d.file.reopen(); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", d.cfg.Path, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes every device; later entries fail with ErrClosed.
+func (b *Broker) Close() error {
+	b.devMu.Lock()
+	defer b.devMu.Unlock()
+	b.closed.Store(true)
+	var errs []error
+	for _, d := range *b.devices.Load() {
+		errs = append(errs, d.close())
+	}
+	b.devices.Store(&[]*device{})
+	return errors.Join(errs...)
+}
+
+// LogEntry audits one entry, hashing its secrets with salt. It returns once
+// every required device holds it (ErrUnavailable otherwise), and the log
+// index it got (0 without a log). With no device enabled it does nothing.
+func (b *Broker) LogEntry(e *Entry, salt *Salt) (uint64, error) {
+	if !b.Enabled() {
+		if b.closed.Load() {
+			return 0, ErrClosed
+		}
+		return 0, nil
+	}
+	enc := b.encoders.Get().(*encoder)
+	defer b.encoders.Put(enc)
+	enc.salt = salt
+	if err := enc.encode(e); err != nil {
+		return 0, fmt.Errorf("%w: encode the entry: %v", ErrUnavailable, err)
+	}
+	rec := &record{line: slices.Clone(enc.b)}
+	if _, err := rand.Read(rec.seed[:]); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	var err error
+	if rec.leaf, err = leaf.AppendCommit(make([]byte, 0, 3+len(enc.fields)*56), enc.leafFields(rec.line), rec.seed[:]); err != nil {
+		return 0, fmt.Errorf("%w: commit the entry: %v", ErrUnavailable, err)
+	}
+	return b.submit(rec)
+}
+
+// submit queues rec and returns once its batch was written. The first
+// caller to find no writer writes; the others wait, and when a write ends
+// one waiter of the next batch is handed the writer's role, so no caller
+// writes on others' behalf for long.
+func (b *Broker) submit(rec *record) (uint64, error) {
+	b.mu.Lock()
+	cur := b.open
+	cur.recs = append(cur.recs, rec)
+	if !b.busy {
+		b.busy = true
+		b.mu.Unlock()
+		return rec.index, b.lead(cur)
+	}
+	b.mu.Unlock()
+	select {
+	case <-cur.done:
+		return rec.index, cur.err
+	case <-cur.lead:
+		return rec.index, b.lead(cur)
+	}
+}
+
+// lead writes cur, then hands the writer's role on.
+func (b *Broker) lead(cur *batch) error {
+	b.mu.Lock()
+	if b.open == cur {
+		b.open = newBatch()
+	}
+	recs := cur.recs
+	b.mu.Unlock()
+
+	cur.err = b.write(recs)
+
+	b.mu.Lock()
+	if next := b.open; len(next.recs) > 0 {
+		next.lead <- struct{}{}
+	} else {
+		b.busy = false
+	}
+	b.mu.Unlock()
+	close(cur.done)
+	return cur.err
+}
+
+// write takes recs to every device: the files first, then the log. When a
+// required device refuses, the files that took the batch are cut back.
+func (b *Broker) write(recs []*record) error {
+	b.devMu.Lock()
+	defer b.devMu.Unlock()
+	if b.closed.Load() {
+		return ErrClosed
+	}
+	devs := *b.devices.Load()
+	if len(devs) == 0 {
+		return nil
+	}
+	lines := b.scratch[:0]
+	for _, r := range recs {
+		lines = append(lines, r.line...)
+	}
+	b.scratch = lines
+	var (
+		written []*fileSink
+		failed  []error
+		lg      *device
+	)
+	for _, d := range devs {
+		if d.file == nil {
+			lg = d
+			continue
+		}
+		if err := d.file.write(lines); err != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", d.cfg.Path, err))
+			continue
+		}
+		written = append(written, d.file)
+	}
+	if lg != nil && (len(failed) == 0 || b.opts.RequireAny) {
+		entries := make([]tlog.Entry, len(recs))
+		for i, r := range recs {
+			entries[i] = tlog.Entry{Leaf: r.leaf, Private: JoinPrivate(r.seed[:], r.line)}
+		}
+		first, err := lg.log.Append(entries)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", lg.cfg.Path, err))
+		} else {
+			for i, r := range recs {
+				r.index = first + uint64(i)
+			}
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	err := errors.Join(failed...)
+	accepted := len(devs) - len(failed)
+	if b.opts.RequireAny && accepted > 0 {
+		b.log.Error("audit device refused entries; others accepted them", "err", err)
+		return nil
+	}
+	for _, f := range written {
+		if uerr := f.undo(len(lines)); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+	}
+	b.log.Error("audit devices refused a batch; its requests fail", "entries", len(recs), "err", err)
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// JoinPrivate is what the log keeps privately for an entry: its salt seed
+// and its line.
+func JoinPrivate(seed, line []byte) []byte {
+	p := make([]byte, 0, len(seed)+len(line))
+	return append(append(p, seed...), line...)
+}
+
+// SplitPrivate undoes JoinPrivate.
+func SplitPrivate(p []byte) (seed, line []byte, err error) {
+	if len(p) < leaf.SeedSize+2 {
+		return nil, nil, fmt.Errorf("audit: private entry of %d bytes is too short", len(p))
+	}
+	return p[:leaf.SeedSize], p[leaf.SeedSize:], nil
+}

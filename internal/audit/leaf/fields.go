@@ -1,0 +1,323 @@
+package leaf
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// Limits of the leaf encoding: a name length is one byte, a field count two.
+const (
+	// MaxNameLen is the longest field name, in bytes.
+	MaxNameLen = 255
+	// MaxFields is the largest number of fields in one entry.
+	MaxFields = 65535
+)
+
+// Field is one committed part of an audit entry.
+type Field struct {
+	// Name is the top-level key, or "<key>.<member>" for a member of a
+	// top-level object.
+	Name string
+	// Value is the exact JSON text of the value as it appears in the entry
+	// line, without surrounding whitespace.
+	Value []byte
+}
+
+// Fields splits an entry line into its fields, sorted by name (bytewise).
+//
+// The line must be exactly one JSON object in valid UTF-8 (surrounding
+// whitespace, such as the line's newline, is allowed). A top-level member
+// whose value is an object contributes one field per member of that object,
+// named "<key>.<member>"; any other top-level member is one field named
+// "<key>". An empty object contributes no field. Duplicate keys at either
+// level, and two fields that end up with the same name ("a.b" next to
+// {"a":{"b":…}}), are ErrMalformed, as are names outside 1–255 bytes and
+// more than 65535 fields. Values alias line; do not modify line while the
+// fields are in use.
+func Fields(line []byte) ([]Field, error) {
+	if !utf8.Valid(line) {
+		return nil, fmt.Errorf("%w: entry line is not valid UTF-8", ErrMalformed)
+	}
+	if !json.Valid(line) {
+		return nil, fmt.Errorf("%w: entry line is not a single valid JSON value", ErrMalformed)
+	}
+	s := scanner{b: line}
+	s.ws()
+	if !s.eat('{') {
+		return nil, fmt.Errorf("%w: entry line is not a JSON object", ErrMalformed)
+	}
+	// All names go into one buffer, converted to one string at the end:
+	// two allocations for names however many fields there are.
+	type span struct{ off, end int }
+	var (
+		nb     = make([]byte, 0, 512)
+		names  = make([]span, 0, 32)
+		values = make([][]byte, 0, 32)
+		tops   = make([]span, 0, 8)
+	)
+	for {
+		key, value, ok, err := s.member(&nb)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		tops = append(tops, key)
+		if value[0] != '{' {
+			names = append(names, key)
+			values = append(values, value)
+			continue
+		}
+		in := scanner{b: value, i: 1}
+		for {
+			off := len(nb)
+			nb = append(nb, nb[key.off:key.end]...)
+			nb = append(nb, '.')
+			m, v, ok, err := in.member(&nb)
+			if err != nil {
+				return nil, fmt.Errorf("in object %q: %w", nb[key.off:key.end], err)
+			}
+			if !ok {
+				nb = nb[:off]
+				break
+			}
+			names = append(names, span{off, m.end})
+			values = append(values, v)
+		}
+	}
+	all := string(nb)
+	fields := make([]Field, len(names))
+	for i, n := range names {
+		fields[i] = Field{Name: all[n.off:n.end], Value: values[i]}
+	}
+	if len(tops) > 1 {
+		top := make([]string, len(tops))
+		for i, t := range tops {
+			top[i] = all[t.off:t.end]
+		}
+		slices.Sort(top)
+		for i := 1; i < len(top); i++ {
+			if top[i] == top[i-1] {
+				return nil, fmt.Errorf("%w: duplicate top-level key %q", ErrMalformed, top[i])
+			}
+		}
+	}
+	if len(fields) > MaxFields {
+		return nil, fmt.Errorf("%w: %d fields, at most %d allowed", ErrMalformed, len(fields), MaxFields)
+	}
+	slices.SortFunc(fields, func(a, b Field) int { return strings.Compare(a.Name, b.Name) })
+	for i, f := range fields {
+		if len(f.Name) == 0 || len(f.Name) > MaxNameLen {
+			return nil, fmt.Errorf("%w: field name %q is %d bytes, must be 1 to %d", ErrMalformed, f.Name, len(f.Name), MaxNameLen)
+		}
+		if i > 0 && f.Name == fields[i-1].Name {
+			return nil, fmt.Errorf("%w: two fields named %q (a duplicate key, or a dotted key that collides with an object member)", ErrMalformed, f.Name)
+		}
+	}
+	return fields, nil
+}
+
+// scanner walks JSON text already checked by json.Valid, so it only needs to
+// find boundaries, not to diagnose errors; it still never reads out of range.
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+func (s *scanner) eat(c byte) bool {
+	if s.i < len(s.b) && s.b[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// member reads the next `"key": value` of an object whose opening brace
+// was consumed, appending the decoded key to *nb. ok is false at the
+// closing brace.
+func (s *scanner) member(nb *[]byte) (key struct{ off, end int }, value []byte, ok bool, err error) {
+	s.ws()
+	if s.eat('}') {
+		return key, nil, false, nil
+	}
+	if s.eat(',') {
+		s.ws()
+	}
+	start := s.i
+	s.skip()
+	key.off = len(*nb)
+	*nb, err = appendKey(*nb, s.b[start:s.i])
+	if err != nil {
+		return key, nil, false, err
+	}
+	key.end = len(*nb)
+	s.ws()
+	if !s.eat(':') {
+		return key, nil, false, fmt.Errorf("%w: expected ':' after key %s", ErrMalformed, s.b[start:s.i])
+	}
+	s.ws()
+	vs := s.i
+	s.skip()
+	if s.i == vs {
+		return key, nil, false, fmt.Errorf("%w: missing value after key %s", ErrMalformed, s.b[start:vs])
+	}
+	return key, s.b[vs:s.i], true, nil
+}
+
+// skip advances past one JSON value (string, number, literal, object, array).
+func (s *scanner) skip() {
+	if s.i >= len(s.b) {
+		return
+	}
+	switch s.b[s.i] {
+	case '"':
+		s.skipString()
+	case '{', '[':
+		depth := 0
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case '"':
+				s.skipString()
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					s.i++
+					return
+				}
+			}
+			s.i++
+		}
+	default:
+		for s.i < len(s.b) {
+			switch s.b[s.i] {
+			case ',', '}', ']', ' ', '\t', '\n', '\r', ':':
+				return
+			}
+			s.i++
+		}
+	}
+}
+
+func (s *scanner) skipString() {
+	s.i++ // opening quote
+	for {
+		q := bytes.IndexByte(s.b[s.i:], '"')
+		if q < 0 {
+			s.i = len(s.b)
+			return
+		}
+		s.i += q + 1
+		// The quote ends the string unless an odd number of backslashes
+		// precedes it.
+		bs := 0
+		for j := s.i - 2; j >= 0 && s.b[j] == '\\'; j-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			return
+		}
+	}
+}
+
+// appendKey appends the text of a JSON string literal to dst, resolving
+// escapes (RFC 8259). An escaped lone surrogate is ErrMalformed: it has no UTF-8
+// form, and decoders disagree on what to do with it.
+func appendKey(out, lit []byte) ([]byte, error) {
+	if len(lit) < 2 || lit[0] != '"' || lit[len(lit)-1] != '"' {
+		return out, fmt.Errorf("%w: object key is not a string", ErrMalformed)
+	}
+	body := lit[1 : len(lit)-1]
+	if !slices.Contains(body, '\\') {
+		return append(out, body...), nil
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		if i+1 >= len(body) {
+			return out, fmt.Errorf("%w: object key %s: truncated escape", ErrMalformed, lit)
+		}
+		i++
+		switch body[i] {
+		case '"', '\\', '/':
+			out = append(out, body[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r, ok := hex4(body[i+1:])
+			if !ok {
+				return out, fmt.Errorf("%w: object key %s: bad \\u escape", ErrMalformed, lit)
+			}
+			i += 4
+			if utf16.IsSurrogate(r) {
+				var r2 rune
+				if i+2 < len(body) && body[i+1] == '\\' && body[i+2] == 'u' {
+					r2, ok = hex4(body[i+3:])
+				} else {
+					ok = false
+				}
+				if ok {
+					r = utf16.DecodeRune(r, r2)
+				}
+				if !ok || r == utf8.RuneError {
+					return out, fmt.Errorf("%w: object key %s: lone surrogate escape", ErrMalformed, lit)
+				}
+				i += 6
+			}
+			out = utf8.AppendRune(out, r)
+		default:
+			return out, fmt.Errorf("%w: object key %s: bad escape", ErrMalformed, lit)
+		}
+	}
+	return out, nil
+}
+
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return 0, false
+		}
+	}
+	return r, true
+}
