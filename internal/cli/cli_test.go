@@ -32,7 +32,8 @@ func TestMain(m *testing.M) {
 //
 // Extra script commands:
 //
-//	devserver              start a dev server; sets EDGEVAULT_ADDR and EDGEVAULT_TOKEN (root)
+//	devserver              start a dev server; sets EDGEVAULT_ADDR, EDGEVAULT_TOKEN (root),
+//	                       AUDIT_FILE, AUDIT_LOG (its audit devices) and AUDIT_KEY (the log's verifier key)
 //	serverconfig FILE      write a config for a sealed in-memory server on a free port; sets EDGEVAULT_ADDR
 //	waitserver             wait until EDGEVAULT_ADDR accepts connections
 //	exit CODE PROG ARGS    run PROG and require exit code CODE
@@ -62,11 +63,14 @@ func cmdDevServer(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 0 {
 		ts.Fatalf("usage: devserver")
 	}
-	addr, token, stop, err := startDevServer("root")
+	info, stop, err := startDevServer("root")
 	ts.Check(err)
 	ts.Defer(stop)
-	ts.Setenv("EDGEVAULT_ADDR", addr)
-	ts.Setenv("EDGEVAULT_TOKEN", token)
+	ts.Setenv("EDGEVAULT_ADDR", info.addr)
+	ts.Setenv("EDGEVAULT_TOKEN", info.rootToken)
+	ts.Setenv("AUDIT_FILE", info.auditFile)
+	ts.Setenv("AUDIT_LOG", info.auditLog)
+	ts.Setenv("AUDIT_KEY", info.auditVKey)
 }
 
 func cmdServerConfig(ts *testscript.TestScript, neg bool, args []string) {

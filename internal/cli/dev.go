@@ -17,7 +17,7 @@ func newDevCmd(e *env) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			return runDevServer(ctx, e, f, func(addr, root string) {
+			return runDevServer(ctx, e, f, func(devInfo) {
 				fmt.Fprintf(e.stdout, `
 Try, in another shell (after the two exports above):
 
@@ -25,6 +25,7 @@ Try, in another shell (after the two exports above):
     go run ./cmd/edgevault kv get secret/app/db
     go run ./cmd/edgevault token create -policy=default -ttl=1h
     go run ./cmd/edgevault status
+    go run ./cmd/edgevault audit tail <audit file above>
 
 The edge agent is not part of this build yet. Press Ctrl-C to stop.
 `)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -278,9 +279,15 @@ func serve(ctx context.Context, log *slog.Logger, ln net.Listener, h http.Handle
 	return nil
 }
 
+// devInfo is what a running dev server tells its caller.
+type devInfo struct {
+	addr, rootToken                 string
+	auditFile, auditLog, auditVKey string // the audit devices and the log's verifier key
+}
+
 // runDevServer runs the in-memory dev server. ready, when not nil, receives
-// the address and root token once it serves.
-func runDevServer(ctx context.Context, e *env, f serverFlags, ready func(addr, rootToken string)) error {
+// its address, root token and audit paths once it serves.
+func runDevServer(ctx context.Context, e *env, f serverFlags, ready func(devInfo)) error {
 	log, err := newLogger(e, f.logLevel)
 	if err != nil {
 		return err
@@ -296,13 +303,29 @@ func runDevServer(ctx context.Context, e *env, f serverFlags, ready func(addr, r
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.devListenAddr, err)
 	}
-	srv, err := httpapi.New(httpapi.Config{Physical: inmem.New(), StorageType: "inmem", Logger: log})
+	auditDir, err := os.MkdirTemp("", "edgevault-dev-audit-")
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("dev audit directory: %w", err)
+	}
+	defer os.RemoveAll(auditDir)
+	auditFile, auditLog := filepath.Join(auditDir, "audit.log"), filepath.Join(auditDir, "audit-log")
+	srv, err := httpapi.New(httpapi.Config{Physical: inmem.New(), StorageType: "inmem", Logger: log,
+		Audit: httpapi.AuditConfig{Devices: []audit.DeviceConfig{
+			{Path: "file", Type: audit.TypeFile, Description: "dev: removed at exit", Options: map[string]string{"file_path": auditFile}, FromConfig: true},
+			{Path: "log", Type: audit.TypeLog, Description: "dev: removed at exit", Options: map[string]string{"path": auditLog}, FromConfig: true},
+		}}})
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	defer srv.Close()
 	root, unsealKey, err := srv.InitDev(ctx, f.devRootToken)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	vkey, err := srv.AuditVerifierKey(ctx)
 	if err != nil {
 		ln.Close()
 		return err
@@ -315,9 +338,13 @@ func runDevServer(ctx context.Context, e *env, f serverFlags, ready func(addr, r
 
 Unseal Key: %s
 Root Token: %s
-`, addr, root, base64.StdEncoding.EncodeToString(unsealKey), root)
+
+Audit file:        %s
+Transparency log:  %s
+Log verifier key:  %s
+`, addr, root, base64.StdEncoding.EncodeToString(unsealKey), root, auditFile, auditLog, vkey)
 	if ready != nil {
-		ready(addr, root)
+		ready(devInfo{addr: addr, rootToken: root, auditFile: auditFile, auditLog: auditLog, auditVKey: vkey})
 	}
 	return serve(ctx, log, ln, srv.Handler())
 }

@@ -5,17 +5,31 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"testing"
 
+	"github.com/edgevault/edgevault/internal/audit"
 	"github.com/edgevault/edgevault/internal/httpapi"
 	"github.com/edgevault/edgevault/internal/storage/inmem"
 )
 
 // BenchmarkKVRead measures the server's own cost of one authenticated KV v2
 // read (routing, token, policy, engine, envelope) without the network.
-func BenchmarkKVRead(b *testing.B) {
-	srv, err := httpapi.New(httpapi.Config{Physical: inmem.New()})
+func BenchmarkKVRead(b *testing.B) { benchKVRead(b, httpapi.AuditConfig{}) }
+
+// BenchmarkKVReadAudited is BenchmarkKVRead with both audit devices (a file
+// and the transparency log) in a temp dir: the difference is the audit cost.
+func BenchmarkKVReadAudited(b *testing.B) {
+	dir := b.TempDir()
+	benchKVRead(b, httpapi.AuditConfig{Devices: []audit.DeviceConfig{
+		{Path: "file", Type: audit.TypeFile, Options: map[string]string{"file_path": filepath.Join(dir, "audit.log")}},
+		{Path: "log", Type: audit.TypeLog, Options: map[string]string{"path": filepath.Join(dir, "audit-log")}},
+	}})
+}
+
+func benchKVRead(b *testing.B, ac httpapi.AuditConfig) {
+	srv, err := httpapi.New(httpapi.Config{Physical: inmem.New(), Audit: ac})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package leaf
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -43,7 +42,7 @@ func Fields(line []byte) ([]Field, error) {
 	if !utf8.Valid(line) {
 		return nil, fmt.Errorf("%w: entry line is not valid UTF-8", ErrMalformed)
 	}
-	if !json.Valid(line) {
+	if !validJSON(line) {
 		return nil, fmt.Errorf("%w: entry line is not a single valid JSON value", ErrMalformed)
 	}
 	s := scanner{b: line}
