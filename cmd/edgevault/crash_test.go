@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,6 +18,9 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 	bolt "go.etcd.io/bbolt"
+	"golang.org/x/mod/sumdb/note"
+
+	"github.com/edgevault/edgevault/internal/audit"
 )
 
 // buildBinary compiles edgevault once for the process tests.
@@ -148,9 +153,12 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	}
 
 	proc = startProcess(t, bin, cfg, addr)
+	stopped := false
 	defer func() {
-		proc.Process.Signal(syscall.SIGTERM)
-		proc.Wait()
+		if !stopped {
+			proc.Process.Signal(syscall.SIGTERM)
+			proc.Wait()
+		}
 		checkBolt(t, db)
 	}()
 	c = client(t, addr, "")
@@ -173,6 +181,49 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged writes lost", lost, len(acked))
 	}
 	t.Logf("%d acknowledged writes all survived SIGKILL", len(acked))
+
+	// The audit file and the transparency log (the default devices, beside
+	// the database) agree entry for entry, and every acknowledged write has
+	// its response entry.
+	key, err := client(t, addr, init.RootToken).Logical().Read("sys/audit-log/key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := note.NewVerifier(key.Data["verifier_key"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc.Process.Signal(syscall.SIGTERM)
+	proc.Wait()
+	stopped = true
+	dir := filepath.Dir(db)
+	rep, err := audit.Verify(filepath.Join(dir, "audit-log"), v, []string{filepath.Join(dir, "audit.log")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK() {
+		t.Fatalf("after SIGKILL the audit file and log disagree: %+v", rep.Problems)
+	}
+	written := map[string]bool{}
+	err = audit.ReadLines(filepath.Join(dir, "audit.log"), func(line []byte, _ bool) error {
+		var e struct {
+			Type    string
+			Request struct{ Path string }
+		}
+		if json.Unmarshal(line, &e) == nil && e.Type == "response" {
+			written[strings.TrimPrefix(e.Request.Path, "secret/data/")] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key := range acked {
+		if !written[key] {
+			t.Fatalf("acknowledged write %s has no response entry in the audit file", key)
+		}
+	}
+	t.Logf("audit file and log agree on %d entries", rep.LogSize)
 }
 
 // checkBolt runs bbolt's consistency check on the file.

@@ -255,9 +255,13 @@ func (b *Broker) reconcile(devs []*device) error {
 		if d.file == nil {
 			continue
 		}
-		found, err := d.file.cutAfter(line, 1<<16)
+		found, cut, err := d.file.cutAfter(line, 1<<16)
 		if err != nil {
 			return fmt.Errorf("audit: reconcile %s with the log: %w", d.cfg.Path, err)
+		}
+		if cut > 0 {
+			b.log.Warn("audit file had entries the log never received (a batch cut short by a crash; none was answered): removed them",
+				"device", d.cfg.Path, "bytes", cut)
 		}
 		if !found && d.file.size > 0 {
 			b.log.Warn("audit file does not end with the log's last entry; run `edgevault audit verify`", "device", d.cfg.Path, "log_size", lg.Size())

@@ -116,18 +116,19 @@ func (s *fileSink) undo(n int) error {
 }
 
 // cutAfter truncates the file after the last line equal to line, which must
-// lie within the file's last max lines; it reports whether it found it.
-func (s *fileSink) cutAfter(line []byte, max int) (bool, error) {
+// lie within the file's last max lines; it reports whether it found it and
+// how many bytes it cut.
+func (s *fileSink) cutAfter(line []byte, max int) (bool, int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := os.Open(s.path)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	defer r.Close()
 	ends, err := lineEnds(io.NewSectionReader(r, 0, s.size), s.size, max)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	buf := make([]byte, len(line))
 	for i := len(ends) - 1; i >= 0; i-- {
@@ -143,19 +144,20 @@ func (s *fileSink) cutAfter(line []byte, max int) (bool, error) {
 			}
 		}
 		if _, err := r.ReadAt(buf, start); err != nil {
-			return false, err
+			return false, 0, err
 		}
 		if bytes.Equal(buf, line) {
-			if end < s.size {
+			cut := s.size - end
+			if cut > 0 {
 				if err := s.f.Truncate(end); err != nil {
-					return false, err
+					return false, 0, err
 				}
 				s.size = end
 			}
-			return true, nil
+			return true, cut, nil
 		}
 	}
-	return false, nil
+	return false, 0, nil
 }
 
 // lineEnds returns the offsets just past each of the last max lines of r.

@@ -211,8 +211,11 @@ func (s *Server) sealStatus(st barrier.Status) sealStatus {
 	if typ == "" {
 		typ = "shamir"
 	}
+	// Unsealed means ready to serve: the barrier is open and the state
+	// (mounts, zones, audit devices) is loaded.
+	sealed := st.Sealed || s.state.Load() == nil
 	return sealStatus{
-		Type: typ, Initialized: st.Initialized, Sealed: st.Sealed, T: st.T, N: st.N,
+		Type: typ, Initialized: st.Initialized, Sealed: sealed, T: st.T, N: st.N,
 		Progress: st.Progress, Nonce: st.Nonce, Version: s.cfg.Version, StorageType: s.cfg.StorageType,
 		RecoverySeal: st.RecoverySeal,
 	}

@@ -197,18 +197,22 @@ func FuzzParseLeaf(f *testing.F) {
 }
 
 func BenchmarkAppendCommit(b *testing.B) {
-	fields := mustFields(b, readEntry(b))
+	all := mustFields(b, readEntry(b))
 	seed := testSeed(0)
-	buf := make([]byte, 0, 4096)
-	b.ReportAllocs()
-	for b.Loop() {
-		var err error
-		buf, err = AppendCommit(buf[:0], fields, seed)
-		if err != nil {
-			b.Fatal(err)
-		}
+	for _, n := range []int{20, len(all)} {
+		fields := all[:n]
+		b.Run(itoa(n)+"fields", func(b *testing.B) {
+			buf := make([]byte, 0, 4096)
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				buf, err = AppendCommit(buf[:0], fields, seed)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
-	b.ReportMetric(float64(len(fields)), "fields/entry")
 }
 
 func BenchmarkFieldsAndCommit(b *testing.B) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
-	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -42,58 +41,80 @@ func Fields(line []byte) ([]Field, error) {
 	if !utf8.Valid(line) {
 		return nil, fmt.Errorf("%w: entry line is not valid UTF-8", ErrMalformed)
 	}
-	if !validJSON(line) {
-		return nil, fmt.Errorf("%w: entry line is not a single valid JSON value", ErrMalformed)
-	}
-	s := scanner{b: line}
-	s.ws()
-	if !s.eat('{') {
-		return nil, fmt.Errorf("%w: entry line is not a JSON object", ErrMalformed)
-	}
-	// All names go into one buffer, converted to one string at the end:
-	// two allocations for names however many fields there are.
+	// One pass validates the JSON and finds the members of the top-level
+	// object and of its object members.
 	type span struct{ off, end int }
 	var (
-		nb     = make([]byte, 0, 512)
+		nb     = make([]byte, 0, 512) // all names, converted to one string at the end
 		names  = make([]span, 0, 32)
 		values = make([][]byte, 0, 32)
 		tops   = make([]span, 0, 8)
+		keyErr error
 	)
-	for {
-		key, value, ok, err := s.member(&nb)
-		if err != nil {
-			return nil, err
+	v := validator{b: line}
+	v.ws()
+	if v.i >= len(line) || line[v.i] != '{' {
+		if validJSON(line) {
+			return nil, fmt.Errorf("%w: entry line is not a JSON object", ErrMalformed)
 		}
-		if !ok {
-			break
+		return nil, fmt.Errorf("%w: entry line is not a single valid JSON value", ErrMalformed)
+	}
+	ok := v.object(0, func(keyLit []byte) bool {
+		key := span{off: len(nb)}
+		if nb, keyErr = appendKey(nb, keyLit); keyErr != nil {
+			return false
 		}
+		key.end = len(nb)
 		tops = append(tops, key)
-		if value[0] != '{' {
+		if v.b[v.i] != '{' {
+			vs := v.i
+			if !v.value(1) {
+				return false
+			}
 			names = append(names, key)
-			values = append(values, value)
-			continue
+			values = append(values, line[vs:v.i])
+			return true
 		}
-		in := scanner{b: value, i: 1}
-		for {
-			off := len(nb)
+		return v.object(1, func(memberLit []byte) bool {
+			m := span{off: len(nb)}
 			nb = append(nb, nb[key.off:key.end]...)
 			nb = append(nb, '.')
-			m, v, ok, err := in.member(&nb)
-			if err != nil {
-				return nil, fmt.Errorf("in object %q: %w", nb[key.off:key.end], err)
+			if nb, keyErr = appendKey(nb, memberLit); keyErr != nil {
+				return false
 			}
-			if !ok {
-				nb = nb[:off]
-				break
+			m.end = len(nb)
+			vs := v.i
+			if !v.value(2) {
+				return false
 			}
-			names = append(names, span{off, m.end})
-			values = append(values, v)
-		}
+			names = append(names, m)
+			values = append(values, line[vs:v.i])
+			return true
+		})
+	})
+	if keyErr != nil {
+		return nil, keyErr
 	}
+	if v.ws(); !ok || v.i != len(line) {
+		return nil, fmt.Errorf("%w: entry line is not a single valid JSON value (error near byte %d)", ErrMalformed, v.i)
+	}
+	if len(names) > MaxFields {
+		return nil, fmt.Errorf("%w: %d fields, at most %d allowed", ErrMalformed, len(names), MaxFields)
+	}
+	// Sort indexes, not fields: swapping pointer-free ints is several
+	// times cheaper than swapping Field values under the GC write barrier.
+	order := make([]int32, len(names))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		return bytes.Compare(nb[names[a].off:names[a].end], nb[names[b].off:names[b].end])
+	})
 	all := string(nb)
 	fields := make([]Field, len(names))
-	for i, n := range names {
-		fields[i] = Field{Name: all[n.off:n.end], Value: values[i]}
+	for i, o := range order {
+		n := names[o]
+		fields[i] = Field{Name: all[n.off:n.end], Value: values[o]}
 	}
 	if len(tops) > 1 {
 		top := make([]string, len(tops))
@@ -107,10 +128,6 @@ func Fields(line []byte) ([]Field, error) {
 			}
 		}
 	}
-	if len(fields) > MaxFields {
-		return nil, fmt.Errorf("%w: %d fields, at most %d allowed", ErrMalformed, len(fields), MaxFields)
-	}
-	slices.SortFunc(fields, func(a, b Field) int { return strings.Compare(a.Name, b.Name) })
 	for i, f := range fields {
 		if len(f.Name) == 0 || len(f.Name) > MaxNameLen {
 			return nil, fmt.Errorf("%w: field name %q is %d bytes, must be 1 to %d", ErrMalformed, f.Name, len(f.Name), MaxNameLen)
@@ -120,122 +137,6 @@ func Fields(line []byte) ([]Field, error) {
 		}
 	}
 	return fields, nil
-}
-
-// scanner walks JSON text already checked by json.Valid, so it only needs to
-// find boundaries, not to diagnose errors; it still never reads out of range.
-type scanner struct {
-	b []byte
-	i int
-}
-
-func (s *scanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
-
-func (s *scanner) eat(c byte) bool {
-	if s.i < len(s.b) && s.b[s.i] == c {
-		s.i++
-		return true
-	}
-	return false
-}
-
-// member reads the next `"key": value` of an object whose opening brace
-// was consumed, appending the decoded key to *nb. ok is false at the
-// closing brace.
-func (s *scanner) member(nb *[]byte) (key struct{ off, end int }, value []byte, ok bool, err error) {
-	s.ws()
-	if s.eat('}') {
-		return key, nil, false, nil
-	}
-	if s.eat(',') {
-		s.ws()
-	}
-	start := s.i
-	s.skip()
-	key.off = len(*nb)
-	*nb, err = appendKey(*nb, s.b[start:s.i])
-	if err != nil {
-		return key, nil, false, err
-	}
-	key.end = len(*nb)
-	s.ws()
-	if !s.eat(':') {
-		return key, nil, false, fmt.Errorf("%w: expected ':' after key %s", ErrMalformed, s.b[start:s.i])
-	}
-	s.ws()
-	vs := s.i
-	s.skip()
-	if s.i == vs {
-		return key, nil, false, fmt.Errorf("%w: missing value after key %s", ErrMalformed, s.b[start:vs])
-	}
-	return key, s.b[vs:s.i], true, nil
-}
-
-// skip advances past one JSON value (string, number, literal, object, array).
-func (s *scanner) skip() {
-	if s.i >= len(s.b) {
-		return
-	}
-	switch s.b[s.i] {
-	case '"':
-		s.skipString()
-	case '{', '[':
-		depth := 0
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case '"':
-				s.skipString()
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					s.i++
-					return
-				}
-			}
-			s.i++
-		}
-	default:
-		for s.i < len(s.b) {
-			switch s.b[s.i] {
-			case ',', '}', ']', ' ', '\t', '\n', '\r', ':':
-				return
-			}
-			s.i++
-		}
-	}
-}
-
-func (s *scanner) skipString() {
-	s.i++ // opening quote
-	for {
-		q := bytes.IndexByte(s.b[s.i:], '"')
-		if q < 0 {
-			s.i = len(s.b)
-			return
-		}
-		s.i += q + 1
-		// The quote ends the string unless an odd number of backslashes
-		// precedes it.
-		bs := 0
-		for j := s.i - 2; j >= 0 && s.b[j] == '\\'; j-- {
-			bs++
-		}
-		if bs%2 == 0 {
-			return
-		}
-	}
 }
 
 // appendKey appends the text of a JSON string literal to dst, resolving

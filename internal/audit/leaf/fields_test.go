@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestFieldsSplit(t *testing.T) {
@@ -111,11 +112,19 @@ func FuzzFields(f *testing.F) {
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
 		fields, err := Fields(line)
+		valid := jsonValid(line) && utf8.Valid(line)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("error %v is not ErrMalformed", err)
 			}
+			syntax := strings.Contains(err.Error(), "not a single valid JSON value") || strings.Contains(err.Error(), "not valid UTF-8")
+			if valid == syntax {
+				t.Fatalf("Fields(%q) = %v, but json.Valid = %v", line, err, valid)
+			}
 			return
+		}
+		if !valid {
+			t.Fatalf("Fields accepted %q, which json.Valid rejects", line)
 		}
 		for i, fl := range fields {
 			if i > 0 && fields[i-1].Name >= fl.Name {

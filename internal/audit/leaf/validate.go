@@ -42,43 +42,7 @@ func (v *validator) value(depth int) bool {
 	case c == '"':
 		return v.str()
 	case c == '{':
-		if depth >= maxDepth {
-			return false
-		}
-		v.i++
-		v.ws()
-		if v.i < len(v.b) && v.b[v.i] == '}' {
-			v.i++
-			return true
-		}
-		for {
-			if v.i >= len(v.b) || v.b[v.i] != '"' || !v.str() {
-				return false
-			}
-			v.ws()
-			if v.i >= len(v.b) || v.b[v.i] != ':' {
-				return false
-			}
-			v.i++
-			v.ws()
-			if !v.value(depth + 1) {
-				return false
-			}
-			v.ws()
-			if v.i >= len(v.b) {
-				return false
-			}
-			switch v.b[v.i] {
-			case ',':
-				v.i++
-				v.ws()
-			case '}':
-				v.i++
-				return true
-			default:
-				return false
-			}
-		}
+		return v.object(depth, func([]byte) bool { return v.value(depth + 1) })
 	case c == '[':
 		if depth >= maxDepth {
 			return false
@@ -198,4 +162,50 @@ func (v *validator) num() bool {
 		}
 	}
 	return true
+}
+
+// object parses an object at v.i (which holds '{'). For each member it
+// parses the key and the colon, then calls member with the key literal
+// (quotes included) and v.i at the start of the value; member must parse
+// the value (and may do so with v.value or v.object).
+func (v *validator) object(depth int, member func(keyLit []byte) bool) bool {
+	if depth >= maxDepth {
+		return false
+	}
+	v.i++
+	v.ws()
+	if v.i < len(v.b) && v.b[v.i] == '}' {
+		v.i++
+		return true
+	}
+	for {
+		ks := v.i
+		if v.i >= len(v.b) || v.b[v.i] != '"' || !v.str() {
+			return false
+		}
+		key := v.b[ks:v.i]
+		v.ws()
+		if v.i >= len(v.b) || v.b[v.i] != ':' {
+			return false
+		}
+		v.i++
+		v.ws()
+		if v.i >= len(v.b) || !member(key) {
+			return false
+		}
+		v.ws()
+		if v.i >= len(v.b) {
+			return false
+		}
+		switch v.b[v.i] {
+		case ',':
+			v.i++
+			v.ws()
+		case '}':
+			v.i++
+			return true
+		default:
+			return false
+		}
+	}
 }

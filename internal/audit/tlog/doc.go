@@ -37,9 +37,9 @@
 //
 // <N> uses the tlog-tiles encoding: decimal digits in groups of three, every
 // group but the last prefixed with "x" (1234067 → x001/x234/067). Partial
-// tiles for a checkpoint's size are written before that checkpoint; old
-// partial tiles are left in place (a client holding an older checkpoint may
-// still want them). Serving checkpoint and tile/ with any static web server
+// tiles for a checkpoint's size are written before that checkpoint. Once a
+// tile is full, its partial versions are removed one checkpoint later (a
+// client holding an older checkpoint falls back to the full tile). Serving checkpoint and tile/ with any static web server
 // gives a standard tlog-tiles log (tile height 8).
 //
 // # The journal

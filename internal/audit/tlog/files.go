@@ -32,6 +32,7 @@ type tileWriter struct {
 	known map[string]bool // directories known to exist (shared across integrations)
 	files []*os.File
 	dirty map[string]bool // directories whose entries changed
+	full  []tileID        // full tiles written
 }
 
 // write writes one tile (creating or overwriting the file) without syncing.
@@ -49,6 +50,9 @@ func (w *tileWriter) write(t tileID, data []byte) error {
 		return fmt.Errorf("write %s: %w", rel, err)
 	}
 	w.markDirty(path.Dir(rel))
+	if t.width == tileWidth {
+		w.full = append(w.full, t)
+	}
 	return nil
 }
 

@@ -69,16 +69,31 @@ type Log struct {
 	integMu sync.Mutex
 	b       *builder
 	dirs    map[string]bool // directories known to exist
+	stale   []tileID        // tiles completed by the previous integration
 
-	pub  atomic.Pointer[published]
-	stop chan struct{}
-	done chan struct{}
+	pub   atomic.Pointer[published]
+	tiles tileCache // authenticated upper-level tiles, for proofs
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 // published is the state of the latest checkpoint: what proofs are served from.
 type published struct {
-	cp   Checkpoint
-	edge [][]byte // the builder's incomplete hash tiles at cp.Size
+	cp        Checkpoint
+	edge      [][]byte    // the builder's incomplete hash tiles at cp.Size
+	edgeNodes []tileNodes // their stored hashes
+	// edgeChecked[L]: the partial tile file of level L was found equal to
+	// edge[L] by a proof since this checkpoint was published.
+	edgeChecked []atomic.Bool
+}
+
+func newPublished(cp Checkpoint, b *builder) *published {
+	p := &published{cp: cp, edge: b.edge()}
+	p.edgeChecked = make([]atomic.Bool, len(p.edge))
+	for _, e := range p.edge {
+		p.edgeNodes = append(p.edgeNodes, newTileNodes(e))
+	}
+	return p
 }
 
 // Open opens the log in opts.Dir, creating it if needed, recovers it after a
@@ -168,7 +183,7 @@ func (l *Log) open() error {
 		return err
 	}
 	if signed != nil {
-		l.pub.Store(&published{cp: cp, edge: l.b.edge()})
+		l.pub.Store(newPublished(cp, l.b))
 	}
 	// Everything in the journal beyond the checkpoint is to be integrated.
 	var pending [][]byte
@@ -466,7 +481,18 @@ func (l *Log) integrateLocked() (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("tlog: integrate: %w", err)
 	}
 	l.b = nb
-	l.pub.Store(&published{cp: cp, edge: nb.edge()})
+	l.pub.Store(newPublished(cp, nb))
+	// Partial tiles of tiles completed one checkpoint ago are no longer
+	// referenced by the latest two checkpoints; a client holding an older
+	// one falls back to the full tile.
+	for _, t := range l.stale {
+		pdir := t.path() + ".p"
+		if err := os.RemoveAll(filepath.Join(l.dir, filepath.FromSlash(pdir))); err != nil {
+			l.logger.Warn("tlog: removing stale partial tiles", "dir", pdir, "err", err.Error())
+		}
+		delete(l.dirs, pdir)
+	}
+	l.stale = w.full
 	return cp, nil
 }
 

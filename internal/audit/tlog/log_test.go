@@ -78,9 +78,21 @@ func appendN(t testing.TB, l *Log, from, to, batch int) {
 // refTree computes roots independently with transparency-dev/merkle.
 type refTree struct {
 	leaves [][]byte // leaf hashes
+	roots  map[uint64][]byte
 }
 
 func (r *refTree) root(size uint64) []byte {
+	if h, ok := r.roots[size]; ok {
+		return h
+	}
+	if r.roots == nil {
+		r.roots = map[uint64][]byte{}
+	}
+	r.roots[size] = r.computeRoot(size)
+	return r.roots[size]
+}
+
+func (r *refTree) computeRoot(size uint64) []byte {
 	rf := compact.RangeFactory{Hash: rfc6962.DefaultHasher.HashChildren}
 	rng := rf.NewEmptyRange(0)
 	for _, h := range r.leaves[:size] {
@@ -262,8 +274,11 @@ func TestAppendProveAcrossTileLevels(t *testing.T) {
 	if err != nil || len(got) != 256 || !bytes.Equal(got[0], leafOf(256)) || !bytes.Equal(got[255], leafOf(511)) {
 		t.Fatalf("tile/entries/001: %d leaves, %v", len(got), err)
 	}
+	// Entry 1 of tile/1/000 is the root of the second level-0 tile, which
+	// is the root of the tree of entries [256, 512).
 	tile, err := l.ReadTile("tile/1/000")
-	if err != nil || len(tile) != 256*32 || !bytes.Equal(tile[32:64], ref.root(512)[:0]) && false {
+	sub := &refTree{leaves: ref.leaves[256:512]}
+	if err != nil || len(tile) != 256*32 || !bytes.Equal(tile[32:64], sub.root(256)) {
 		t.Fatalf("tile/1/000: %d bytes, %v", len(tile), err)
 	}
 	if _, err := l.ReadTile("tile/2/000.p/1"); err != nil {
@@ -285,6 +300,18 @@ func TestAppendProveAcrossTileLevels(t *testing.T) {
 		t.Fatalf("Append after Close: %v", err)
 	}
 	mustVerify(t, dir, k, total)
+	// Partials of tiles completed before the last checkpoint are removed;
+	// those of the current right edge remain.
+	for _, gone := range []string{"tile/0/000.p", "tile/entries/000.p", "tile/1/000.p"} {
+		if _, err := os.Stat(filepath.Join(dir, gone)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s still present: %v", gone, err)
+		}
+	}
+	for _, kept := range []string{"tile/0/257.p/208", "tile/entries/257.p/208", "tile/1/001.p/1", "tile/2/000.p/1"} {
+		if _, err := os.Stat(filepath.Join(dir, kept)); err != nil {
+			t.Errorf("right-edge partial %s: %v", kept, err)
+		}
+	}
 
 	// Reopen: same state, proofs still good, appends continue.
 	l = openLog(t, dir, k)
@@ -307,7 +334,7 @@ func TestTileHashesMatchSumdbLayout(t *testing.T) {
 	k := newKey(t, "k")
 	l := openLog(t, dir, k)
 	defer l.Close()
-	const n = 70_000
+	const n = 66_000
 	appendN(t, l, 0, n, 64)
 	cp, err := l.Integrate()
 	if err != nil {
@@ -375,6 +402,21 @@ func TestCrashRecovery(t *testing.T) {
 			t.Fatalf("after recovery: checkpoint %+v size %d, %v", cp, l2.Size(), err)
 		}
 		checkProofs(t, l2, newRef(1300), 1300, []uint64{0, 999, 1000, 1299}, []uint64{1000})
+		mustVerify(t, d, k, 1300)
+	})
+
+	t.Run("torn tiles beyond the checkpoint are rewritten", func(t *testing.T) {
+		d := copyDir(t, crashed)
+		// A crash while integrating 1000 → 1300 can leave any of these torn.
+		for _, p := range []string{"tile/0/004", "tile/entries/004", "tile/0/005.p/20", "tile/1/000.p/5"} {
+			os.MkdirAll(filepath.Dir(filepath.Join(d, p)), 0o755)
+			if err := os.WriteFile(filepath.Join(d, p), []byte("torn"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l2 := openLog(t, d, k)
+		checkProofs(t, l2, newRef(1300), 1300, []uint64{0, 1024, 1299}, []uint64{1000})
+		l2.Close()
 		mustVerify(t, d, k, 1300)
 	})
 
@@ -524,7 +566,7 @@ func TestTamperedTiles(t *testing.T) {
 	k := newKey(t, "edgevault-audit")
 	dir := t.TempDir()
 	l := openLog(t, dir, k)
-	appendN(t, l, 0, 70_000, 64)
+	appendN(t, l, 0, 66_000, 64)
 	if _, err := l.Integrate(); err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +581,7 @@ func TestTamperedTiles(t *testing.T) {
 		{"deleted level-0 tile", "tile/0/005", func(p string) { os.Remove(p) }, 5*256 + 3},
 		{"altered level-0 tile", "tile/0/200", flipByte(100), 200*256 + 9},
 		{"altered level-1 tile", "tile/1/000", flipByte(32 * 7), 7*256 + 1},
-		{"altered partial tile", "tile/0/273.p/112", flipByte(0), 273*256 + 5},
+		{"altered partial tile", "tile/0/257.p/208", flipByte(0), 257*256 + 5},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -547,7 +589,7 @@ func TestTamperedTiles(t *testing.T) {
 			l := openLog(t, d, k)
 			defer l.Close()
 			tc.mutate(filepath.Join(d, tc.tile))
-			_, err := l.InclusionProof(tc.proveIndex, 70_000)
+			_, err := l.InclusionProof(tc.proveIndex, 66_000)
 			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tc.tile) {
 				t.Fatalf("InclusionProof: %v, want ErrCorrupt naming %s", err, tc.tile)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"golang.org/x/mod/sumdb/tlog"
 )
@@ -23,7 +24,7 @@ func (l *Log) InclusionProof(index, size uint64) (tlog.RecordProof, error) {
 	if size > p.cp.Size || index >= size {
 		return nil, fmt.Errorf("tlog: inclusion proof of entry %d in tree %d (checkpoint size %d): %w", index, size, p.cp.Size, ErrOutOfRange)
 	}
-	proof, err := tlog.ProveRecord(int64(size), int64(index), &tileReader{dir: l.dir, pub: p})
+	proof, err := tlog.ProveRecord(int64(size), int64(index), &tileReader{dir: l.dir, pub: p, cache: &l.tiles})
 	if err != nil {
 		return nil, fmt.Errorf("tlog: inclusion proof of entry %d in tree %d: %w", index, size, err)
 	}
@@ -44,7 +45,7 @@ func (l *Log) ConsistencyProof(oldSize, newSize uint64) (tlog.TreeProof, error) 
 	if oldSize == 0 || oldSize == newSize {
 		return tlog.TreeProof{}, nil
 	}
-	proof, err := tlog.ProveTree(int64(newSize), int64(oldSize), &tileReader{dir: l.dir, pub: p})
+	proof, err := tlog.ProveTree(int64(newSize), int64(oldSize), &tileReader{dir: l.dir, pub: p, cache: &l.tiles})
 	if err != nil {
 		return nil, fmt.Errorf("tlog: consistency proof %d → %d: %w", oldSize, newSize, err)
 	}
@@ -67,7 +68,7 @@ func (l *Log) TreeHash(size uint64) (tlog.Hash, error) {
 	if size == 0 {
 		return edgeRoot(0, nil), nil
 	}
-	h, err := tlog.TreeHash(int64(size), &tileReader{dir: l.dir, pub: p})
+	h, err := tlog.TreeHash(int64(size), &tileReader{dir: l.dir, pub: p, cache: &l.tiles})
 	if err != nil {
 		return tlog.Hash{}, fmt.Errorf("tlog: tree hash of size %d: %w", size, err)
 	}
@@ -85,15 +86,67 @@ func (l *Log) snapshot() (*published, error) {
 	return p, nil
 }
 
+// tileNodes holds every stored hash a tile yields: nodes[r][i] is the root
+// of the i-th run of 2^r consecutive hashes of the tile (nodes[0] is the
+// tile itself); for a full tile nodes[tileHeight][0] is its subtree root.
+type tileNodes [][]tlog.Hash
+
+func newTileNodes(data []byte) tileNodes {
+	cur := make([]tlog.Hash, len(data)/hashSize)
+	for i := range cur {
+		cur[i] = tlog.Hash(data[i*hashSize : (i+1)*hashSize])
+	}
+	nodes := tileNodes{cur}
+	for len(cur) >= 2 {
+		next := make([]tlog.Hash, len(cur)/2)
+		for i := range next {
+			next[i] = tlog.NodeHash(cur[2*i], cur[2*i+1])
+		}
+		nodes = append(nodes, next)
+		cur = next
+	}
+	return nodes
+}
+
+// maxCachedTiles bounds the cache of authenticated upper-level tiles.
+const maxCachedTiles = 4096
+
+// tileCache keeps authenticated full tiles of level ≥ 1. A full tile never
+// changes once authenticated against a checkpoint, so its hashes stay valid
+// for every later checkpoint; level-0 tiles are not cached, so every proof
+// re-reads and re-authenticates its own.
+type tileCache struct {
+	mu sync.Mutex
+	m  map[tileID]tileNodes
+}
+
+func (c *tileCache) get(t tileID) (tileNodes, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.m[t]
+	return n, ok
+}
+
+func (c *tileCache) put(t tileID, n tileNodes) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= maxCachedTiles {
+		c.m = map[tileID]tileNodes{}
+	}
+	c.m[t] = n
+}
+
 // tileReader is a tlog.HashReader over the tiles of one published
 // checkpoint. A partial tile must equal the right edge the checkpoint was
-// signed over; a full tile must hash to its entry in its parent tile, which
+// signed over (its file is compared once per checkpoint, then the
+// authenticated copy in memory is used); a full tile must hash to its entry in its parent tile, which
 // is authenticated the same way, so every hash returned is bound to the
-// checkpoint's root. Tiles are read once per proof.
+// checkpoint's root.
 type tileReader struct {
 	dir   string
 	pub   *published
-	tiles map[tileID][]byte
+	cache *tileCache
+	tiles map[tileID]tileNodes
 }
 
 // ReadHashes implements tlog.HashReader.
@@ -101,27 +154,36 @@ func (r *tileReader) ReadHashes(indexes []int64) ([]tlog.Hash, error) {
 	size := r.pub.cp.Size
 	out := make([]tlog.Hash, len(indexes))
 	for i, index := range indexes {
-		t := tlog.TileForIndex(tileHeight, index)
-		w := tileWidthAt(size, t.L, uint64(t.N))
-		if w < t.W {
+		level, n := tlog.SplitStoredHashIndex(index)
+		L, sub := level/tileHeight, level%tileHeight
+		tn := uint64(n) << sub >> tileHeight
+		local := uint64(n) - tn<<(tileHeight-sub)
+		w := tileWidthAt(size, L, tn)
+		if local >= uint64(w>>sub) {
 			return nil, fmt.Errorf("hash %d is not in the tree of size %d: %w", index, size, ErrOutOfRange)
 		}
-		data, err := r.tile(tileID{t.L, uint64(t.N), w})
+		nodes, err := r.tile(tileID{L, tn, w})
 		if err != nil {
 			return nil, err
 		}
-		t.W = w
-		if out[i], err = tlog.HashFromTile(t, data, index); err != nil {
-			return nil, fmt.Errorf("%s: %v: %w", tileID{t.L, uint64(t.N), w}.path(), err, ErrCorrupt)
-		}
+		out[i] = nodes[sub][local]
 	}
 	return out, nil
 }
 
 // tile reads and authenticates one hash tile.
-func (r *tileReader) tile(t tileID) ([]byte, error) {
-	if d, ok := r.tiles[t]; ok {
-		return d, nil
+func (r *tileReader) tile(t tileID) (tileNodes, error) {
+	if nodes, ok := r.tiles[t]; ok {
+		return nodes, nil
+	}
+	if t.level > 0 && t.width == tileWidth {
+		if nodes, ok := r.cache.get(t); ok {
+			return nodes, nil
+		}
+	}
+	partial := t.width < tileWidth
+	if partial && t.level < len(r.pub.edge) && r.pub.edgeChecked[t.level].Load() {
+		return r.pub.edgeNodes[t.level], nil
 	}
 	p := t.path()
 	data, err := os.ReadFile(filepath.Join(r.dir, filepath.FromSlash(p)))
@@ -134,24 +196,30 @@ func (r *tileReader) tile(t tileID) ([]byte, error) {
 	if len(data) != t.width*hashSize {
 		return nil, fmt.Errorf("%s has %d bytes, want %d: %w", p, len(data), t.width*hashSize, ErrCorrupt)
 	}
+	var nodes tileNodes
 	if t.width < tileWidth {
 		if t.level >= len(r.pub.edge) || !bytes.Equal(data, r.pub.edge[t.level]) {
 			return nil, fmt.Errorf("%s differs from the right edge of checkpoint %d: %w", p, r.pub.cp.Size, ErrCorrupt)
 		}
+		nodes = r.pub.edgeNodes[t.level]
+		r.pub.edgeChecked[t.level].Store(true)
 	} else {
+		nodes = newTileNodes(data)
 		parent := tileID{t.level + 1, t.n / tileWidth, tileWidthAt(r.pub.cp.Size, t.level+1, t.n/tileWidth)}
-		pdata, err := r.tile(parent)
+		pnodes, err := r.tile(parent)
 		if err != nil {
 			return nil, err
 		}
-		pos := int(t.n%tileWidth) * hashSize
-		if h := subtreeRoot(data); !bytes.Equal(h[:], pdata[pos:pos+hashSize]) {
+		if nodes[tileHeight][0] != pnodes[0][t.n%tileWidth] {
 			return nil, fmt.Errorf("%s does not hash to its entry in %s: %w", p, parent.path(), ErrCorrupt)
+		}
+		if t.level > 0 {
+			r.cache.put(t, nodes)
 		}
 	}
 	if r.tiles == nil {
-		r.tiles = map[tileID][]byte{}
+		r.tiles = map[tileID]tileNodes{}
 	}
-	r.tiles[t] = data
-	return data, nil
+	r.tiles[t] = nodes
+	return nodes, nil
 }

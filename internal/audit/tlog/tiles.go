@@ -249,7 +249,7 @@ func edgeRoot(size uint64, levels [][]byte) tlog.Hash {
 
 func (b *builder) root() tlog.Hash { return edgeRoot(b.size, b.levels) }
 
-// partialWidth returns the width of tile n at a level for a tree of size:
+// tileWidthAt returns the width of tile n at a level for a tree of size:
 // tileWidth when the tile is full, 0 when it does not exist.
 func tileWidthAt(size uint64, level int, n uint64) int {
 	var count uint64

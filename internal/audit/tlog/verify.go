@@ -32,6 +32,7 @@ type Problem struct {
 	Why   string
 }
 
+// String formats the problem as "where: why".
 func (p Problem) String() string { return p.Where + ": " + p.Why }
 
 // maxEntryProblems bounds the differing entries listed for one bundle.
