@@ -262,8 +262,8 @@ func TestRestartCutsTheFileTailTheLogNeverGot(t *testing.T) {
 	}
 	e := &encoder{salt: r.salt}
 	e.encode(sampleEntry(99))
-	f.Write(e.b)                   // a whole line of the lost batch
-	f.Write(e.b[:len(e.b)/2])      // and a torn one
+	f.Write(e.b)              // a whole line of the lost batch
+	f.Write(e.b[:len(e.b)/2]) // and a torn one
 	f.Close()
 	r.open(t, Options{})
 	if _, err := r.b.LogEntry(sampleEntry(5), r.salt); err != nil {

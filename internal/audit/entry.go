@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -121,141 +119,157 @@ type field struct {
 
 // encoder writes an Entry as one compact JSON line and records where each
 // field (see package leaf) lies, so the leaf is computed without parsing.
+// Members are written in name order at both levels, so the fields come out
+// sorted, as the leaf needs them (JSON objects are unordered: readers of
+// Vault's format do not mind).
 type encoder struct {
 	b      []byte
 	fields []field
+	lf     []leaf.Field
 	salt   *Salt
 	enc    jsonenc.Strings
-	lf     []leaf.Field
-	top    string // the open top-level object, "" at top level
 	first  bool
 }
 
-func (e *encoder) key(name string) {
+// key starts member key of the open object; name is the field it commits
+// as (its full dotted name), or "" inside a nested value.
+func (e *encoder) key(name, key string) {
 	if !e.first {
 		e.b = append(e.b, ',')
 	}
 	e.first = false
-	e.b = jsonenc.AppendString(e.b, name)
-	e.b = append(e.b, ':')
-	fn := name
-	if e.top != "" {
-		fn = e.top + "." + name
+	e.b = append(e.b, '"')
+	e.b = append(e.b, key...) // keys are constant identifiers: no escaping needed
+	e.b = append(e.b, '"', ':')
+	if name != "" {
+		e.fields = append(e.fields, field{name: name, start: len(e.b)})
 	}
-	e.fields = append(e.fields, field{name: fn, start: len(e.b)})
 }
 
-func (e *encoder) done() { e.fields[len(e.fields)-1].end = len(e.b) }
+func (e *encoder) done(name string) {
+	if name != "" {
+		e.fields[len(e.fields)-1].end = len(e.b)
+	}
+}
 
-func (e *encoder) str(name, v string) {
-	e.key(name)
+func (e *encoder) str(name, key, v string) {
+	e.key(name, key)
 	e.b = jsonenc.AppendString(e.b, v)
-	e.done()
+	e.done(name)
 }
 
-func (e *encoder) hashed(name, v string) {
-	e.key(name)
+func (e *encoder) hashed(name, key, v string) {
+	e.key(name, key)
 	if v == "" {
 		e.b = append(e.b, `""`...)
 	} else {
 		e.b = e.salt.appendHashString(e.b, v)
 	}
-	e.done()
+	e.done(name)
 }
 
-func (e *encoder) int(name string, v int64) {
-	e.key(name)
+func (e *encoder) int(name, key string, v int64) {
+	e.key(name, key)
 	e.b = strconv.AppendInt(e.b, v, 10)
-	e.done()
+	e.done(name)
 }
 
-func (e *encoder) strings(name string, v []string) {
-	e.key(name)
+func (e *encoder) strings(name, key string, v []string) {
+	e.key(name, key)
 	if v == nil {
 		v = []string{}
 	}
 	e.b = jsonenc.AppendStrings(e.b, v)
-	e.done()
+	e.done(name)
 }
 
-func (e *encoder) value(name string, v any) error {
-	e.key(name)
+func (e *encoder) value(name, key string, v any) error {
+	e.key(name, key)
 	var err error
 	e.b, err = e.enc.AppendValue(e.b, v)
-	e.done()
+	e.done(name)
 	return err
 }
 
-// object opens a top-level object member whose members are fields.
-func (e *encoder) object(name string) {
-	if !e.first {
-		e.b = append(e.b, ',')
-	}
-	e.b = jsonenc.AppendString(e.b, name)
-	e.b = append(e.b, ':', '{')
-	e.top, e.first = name, true
-}
-
-func (e *encoder) closeObject() {
-	e.b = append(e.b, '}')
-	e.top, e.first = "", false
-}
-
-// nested writes an object inside a field (response.auth).
-func (e *encoder) auth(name string, a *Auth) {
-	e.key(name)
-	top, first := e.top, e.first
-	e.top, e.first = "", true
-	mark := len(e.fields)
+// open starts an object value for key; close ends it.
+func (e *encoder) open(key string) {
+	e.key("", key)
 	e.b = append(e.b, '{')
-	e.authMembers(a)
+	e.first = true
+}
+
+func (e *encoder) close() {
 	e.b = append(e.b, '}')
-	e.fields = e.fields[:mark] // members of a nested object are not fields
-	e.top, e.first = top, first
-	e.done()
+	e.first = false
 }
 
-func (e *encoder) authMembers(a *Auth) {
-	e.hashed("client_token", a.ClientToken)
-	e.hashed("accessor", a.Accessor)
-	e.str("display_name", a.DisplayName)
-	e.strings("policies", a.Policies)
-	e.strings("token_policies", a.TokenPolicies)
+// Field names, spelled once.
+const (
+	fAuthAccessor       = "auth.accessor"
+	fAuthClientToken    = "auth.client_token"
+	fAuthDisplayName    = "auth.display_name"
+	fAuthEntityID       = "auth.entity_id"
+	fAuthMetadata       = "auth.metadata"
+	fAuthPolicies       = "auth.policies"
+	fAuthTokenIssueTime = "auth.token_issue_time"
+	fAuthTokenPolicies  = "auth.token_policies"
+	fAuthTokenTTL       = "auth.token_ttl"
+	fAuthTokenType      = "auth.token_type"
+)
+
+// authMembers writes a's members; top says whether they are fields (the
+// top-level "auth") or inside one (response.auth).
+func (e *encoder) authMembers(a *Auth, top bool) {
+	n := func(name string) string {
+		if top {
+			return name
+		}
+		return ""
+	}
+	e.hashed(n(fAuthAccessor), "accessor", a.Accessor)
+	e.hashed(n(fAuthClientToken), "client_token", a.ClientToken)
+	e.str(n(fAuthDisplayName), "display_name", a.DisplayName)
+	e.str(n(fAuthEntityID), "entity_id", a.EntityID)
 	if len(a.Metadata) > 0 {
-		e.key("metadata")
+		e.key(n(fAuthMetadata), "metadata")
 		e.b, _ = jsonenc.AppendValue(e.b, a.Metadata)
-		e.done()
+		e.done(n(fAuthMetadata))
 	}
-	e.str("entity_id", a.EntityID)
-	e.str("token_type", a.TokenType)
-	e.int("token_ttl", a.TokenTTL)
+	e.strings(n(fAuthPolicies), "policies", a.Policies)
 	if !a.TokenIssueTime.IsZero() {
-		e.str("token_issue_time", a.TokenIssueTime.UTC().Format(time.RFC3339))
+		e.str(n(fAuthTokenIssueTime), "token_issue_time", a.TokenIssueTime.UTC().Format(time.RFC3339))
 	}
+	e.strings(n(fAuthTokenPolicies), "token_policies", a.TokenPolicies)
+	e.int(n(fAuthTokenTTL), "token_ttl", a.TokenTTL)
+	e.str(n(fAuthTokenType), "token_type", a.TokenType)
 }
 
-// encode writes en as one JSON line (ending in '\n') into e.b and records its fields.
+// encode writes en as one JSON line (ending in '\n') into e.b and records
+// its fields, in name order.
 func (e *encoder) encode(en *Entry) error {
 	e.b = append(e.b[:0], '{')
 	e.fields = e.fields[:0]
 	e.first = true
 	e.enc.Value = e.salt.appendHashString
-	e.str("time", en.Time.UTC().Format(time.RFC3339Nano))
-	e.str("type", en.Type)
 	if a := en.Auth; a != nil {
-		e.object("auth")
-		e.authMembers(a)
-		e.closeObject()
+		e.open("auth")
+		e.authMembers(a, true)
+		e.close()
 	}
+	e.str("error", "error", en.Error)
 	if r := en.Request; r != nil {
-		e.object("request")
-		e.str("id", r.ID)
-		e.str("operation", r.Operation)
-		e.str("mount_point", r.MountPoint)
-		e.str("mount_type", r.MountType)
-		e.hashed("client_token", r.ClientToken)
-		e.hashed("client_token_accessor", r.ClientTokenAccessor)
-		e.key("namespace")
+		e.open("request")
+		e.hashed("request.client_token", "client_token", r.ClientToken)
+		e.hashed("request.client_token_accessor", "client_token_accessor", r.ClientTokenAccessor)
+		if r.Data != nil {
+			if err := e.value("request.data", "data", r.Data); err != nil {
+				return err
+			}
+		}
+		e.str("request.id", "id", r.ID)
+		e.str("request.mount_point", "mount_point", r.MountPoint)
+		e.str("request.mount_type", "mount_type", r.MountType)
+		e.key("request.namespace", "namespace")
 		if r.Namespace == "" {
 			e.b = append(e.b, `{"id":"root"}`...)
 		} else {
@@ -265,52 +279,54 @@ func (e *encoder) encode(en *Entry) error {
 			e.b = jsonenc.AppendString(e.b, r.Namespace+"/")
 			e.b = append(e.b, '}')
 		}
-		e.done()
-		e.str("path", r.Path)
-		if r.Data != nil {
-			if err := e.value("data", r.Data); err != nil {
-				return err
-			}
-		}
-		e.str("remote_address", r.RemoteAddress)
-		e.int("remote_port", int64(r.RemotePort))
-		e.closeObject()
+		e.done("request.namespace")
+		e.str("request.operation", "operation", r.Operation)
+		e.str("request.path", "path", r.Path)
+		e.str("request.remote_address", "remote_address", r.RemoteAddress)
+		e.int("request.remote_port", "remote_port", int64(r.RemotePort))
+		e.close()
 	}
 	if r := en.Response; r != nil {
-		e.object("response")
-		e.str("mount_point", r.MountPoint)
-		e.str("mount_type", r.MountType)
-		if r.StatusCode != 0 {
-			e.int("status_code", int64(r.StatusCode))
-		}
+		e.open("response")
 		if r.Auth != nil {
-			e.auth("auth", r.Auth)
-		}
-		if r.LeaseID != "" {
-			e.str("lease_id", r.LeaseID)
+			e.key("response.auth", "auth")
+			e.b = append(e.b, '{')
+			e.first = true
+			e.authMembers(r.Auth, false)
+			e.b = append(e.b, '}')
+			e.first = false
+			e.done("response.auth")
 		}
 		if r.Data != nil {
-			if err := e.value("data", r.Data); err != nil {
+			if err := e.value("response.data", "data", r.Data); err != nil {
 				return err
 			}
 		}
-		if len(r.Warnings) > 0 {
-			e.strings("warnings", r.Warnings)
+		if r.LeaseID != "" {
+			e.str("response.lease_id", "lease_id", r.LeaseID)
 		}
-		e.closeObject()
+		e.str("response.mount_point", "mount_point", r.MountPoint)
+		e.str("response.mount_type", "mount_type", r.MountType)
+		if r.StatusCode != 0 {
+			e.int("response.status_code", "status_code", int64(r.StatusCode))
+		}
+		if len(r.Warnings) > 0 {
+			e.strings("response.warnings", "warnings", r.Warnings)
+		}
+		e.close()
 	}
-	e.str("error", en.Error)
+	e.str("time", "time", en.Time.UTC().Format(time.RFC3339Nano))
+	e.str("type", "type", en.Type)
 	e.b = append(e.b, '}', '\n')
 	return nil
 }
 
-// leafFields returns the recorded fields as values in line (a copy of e.b),
-// sorted by name.
+// leafFields returns the recorded fields (in name order) as values in line,
+// a copy of e.b.
 func (e *encoder) leafFields(line []byte) []leaf.Field {
 	e.lf = e.lf[:0]
 	for _, f := range e.fields {
 		e.lf = append(e.lf, leaf.Field{Name: f.name, Value: line[f.start:f.end]})
 	}
-	slices.SortFunc(e.lf, func(a, b leaf.Field) int { return strings.Compare(a.Name, b.Name) })
 	return e.lf
 }

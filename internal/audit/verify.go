@@ -89,7 +89,7 @@ func Verify(logDir string, v note.Verifier, files []string) (*Report, error) {
 	var (
 		next    int64 = -1 // the log index the next line should have
 		pending []int      // line numbers not found in the log, since the last match
-		seen          = map[int64]bool{}
+		seen    = map[int64]bool{}
 		lineNo  int
 	)
 	// settle accounts for the log entries [next, upto) that no line matched:

@@ -445,9 +445,9 @@ func TestDocExample(t *testing.T) {
 		seed[i] = byte(i)
 	}
 	leaf := mustCommit(t, []byte(`{"type":"request","request":{"operation":"read","path":"kv/a"}}`), seed)
-	const want = "01000311726571756573742e6f7065726174696f6e685a9d04808c71feb5526cc9f9d4ef9b7838643c842582200c0cf1c6e4ae31d3" +
-		"0c726571756573742e7061746862ced2279aa0ee29e26992258bc2b9cadd1cbaaa97f3dd7e1922e1a949a0e124" +
-		"047479706556c26a6c38ab8ce3f42d464db4da5fa69753e64edd0466a28186835cecc87408"
+	const want = "01000311726571756573742e6f7065726174696f6e8af39721aa4388c8923c8b1e153d8e4d72c3564252c8f2f8155b737e8e854ddf" +
+		"0c726571756573742e706174683f55dd0e9aec21742391166734f64f12f72d88fc56fe32256a4217e5810ce117" +
+		"0474797065fc4b65954215c2e6c13e5b5fa3a30d28c144fbe50be83c6399bce5de65a6e2ad"
 	if hex.EncodeToString(leaf) != want {
 		t.Fatalf("doc example leaf = %x", leaf)
 	}

@@ -1,6 +1,8 @@
 package leaf
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -15,8 +17,6 @@ const (
 	SeedSize = 32
 	// SaltSize is the size of a field's salt.
 	SaltSize = 16
-	// saltLabel starts the salt derivation input; a zero byte follows it.
-	saltLabel = "edgevault-audit-salt/v1"
 )
 
 // Digest is the salted SHA-256 digest of one field: SHA-256(salt || value).
@@ -29,16 +29,84 @@ type NamedDigest struct {
 }
 
 // Salt returns the salt of the field name under an entry's seed:
-// the first 16 bytes of SHA-256("edgevault-audit-salt/v1" || 0x00 || seed || name).
+// AES-CMAC (RFC 4493) of the name with the seed as the AES-256 key. Only
+// the server derives salts; verifiers receive them in bundles.
 func Salt(seed []byte, name string) [SaltSize]byte {
-	var s [SaltSize]byte
-	h := sha256.New()
-	h.Write([]byte(saltLabel))
-	h.Write([]byte{0})
-	h.Write(seed)
-	h.Write([]byte(name))
-	copy(s[:], h.Sum(nil))
-	return s
+	m, err := newSalter(seed)
+	if err != nil {
+		return [SaltSize]byte{}
+	}
+	return m.salt(name)
+}
+
+// salter derives the salts of one entry: AES-CMAC keyed by its seed.
+type salter struct {
+	c      cipher.Block
+	k1, k2 [aes.BlockSize]byte
+	x, blk [aes.BlockSize]byte // scratch, kept here so Encrypt's arguments do not escape per call
+}
+
+func newSalter(seed []byte) (*salter, error) {
+	if len(seed) != SeedSize {
+		return nil, fmt.Errorf("%w: seed is %d bytes, want %d", ErrMalformed, len(seed), SeedSize)
+	}
+	c, err := aes.NewCipher(seed)
+	if err != nil {
+		return nil, err
+	}
+	m := &salter{c: c}
+	c.Encrypt(m.x[:], m.x[:])
+	m.k1 = cmacDouble(m.x)
+	m.k2 = cmacDouble(m.k1)
+	return m, nil
+}
+
+// cmacDouble is the doubling in GF(2^128) of RFC 4493's subkey generation.
+func cmacDouble(b [aes.BlockSize]byte) [aes.BlockSize]byte {
+	var out [aes.BlockSize]byte
+	carry := b[0] >> 7
+	for i := 0; i < aes.BlockSize-1; i++ {
+		out[i] = b[i]<<1 | b[i+1]>>7
+	}
+	out[aes.BlockSize-1] = b[aes.BlockSize-1] << 1
+	if carry == 1 {
+		out[aes.BlockSize-1] ^= 0x87
+	}
+	return out
+}
+
+// salt is AES-CMAC(seed, name).
+func (m *salter) salt(name string) [SaltSize]byte {
+	x, blk := &m.x, &m.blk
+	*x, *blk = [aes.BlockSize]byte{}, [aes.BlockSize]byte{}
+	n := (len(name) + aes.BlockSize - 1) / aes.BlockSize
+	complete := n > 0 && len(name)%aes.BlockSize == 0
+	if n == 0 {
+		n = 1
+	}
+	for i := 0; i < n-1; i++ {
+		for j := range aes.BlockSize {
+			x[j] ^= name[i*aes.BlockSize+j]
+		}
+		m.c.Encrypt(x[:], x[:])
+	}
+	last := name[(n-1)*aes.BlockSize:]
+	copy(blk[:], last)
+	if complete {
+		for j := range blk {
+			blk[j] ^= m.k1[j]
+		}
+	} else {
+		blk[len(last)] = 0x80
+		for j := range blk {
+			blk[j] ^= m.k2[j]
+		}
+	}
+	for j := range x {
+		x[j] ^= blk[j]
+	}
+	m.c.Encrypt(x[:], x[:])
+	return *x
 }
 
 // FieldDigest returns SHA-256(salt || value).
@@ -63,9 +131,10 @@ func Commit(fields []Field, seed []byte) ([]byte, error) {
 }
 
 // AppendCommit appends the leaf data of [Commit] to dst and returns the
-// extended slice. It allocates nothing when dst has room for the leaf plus
-// 16 bytes more than the longest value (it hashes salt||value in dst's spare
-// capacity); on error dst is returned unchanged in length.
+// extended slice. Apart from the seed's AES key schedule it allocates
+// nothing when dst has room for the leaf plus 16 bytes more than the longest
+// value (it hashes salt||value in dst's spare capacity); on error dst is
+// returned unchanged in length.
 func AppendCommit(dst []byte, fields []Field, seed []byte) ([]byte, error) {
 	if len(seed) != SeedSize {
 		return dst, fmt.Errorf("%w: seed is %d bytes, want %d", ErrMalformed, len(seed), SeedSize)
@@ -74,20 +143,16 @@ func AppendCommit(dst []byte, fields []Field, seed []byte) ([]byte, error) {
 		return dst, fmt.Errorf("%w: %d fields, at most %d allowed", ErrMalformed, len(fields), MaxFields)
 	}
 	start := len(dst)
+	m, err := newSalter(seed)
+	if err != nil {
+		return dst, err
+	}
 	dst = append(dst, Version, byte(len(fields)>>8), byte(len(fields)))
-
-	// Salt input: label || 0x00 || seed || name, built on the stack.
-	var sin [len(saltLabel) + 1 + SeedSize + MaxNameLen]byte
-	pre := copy(sin[:], saltLabel)
-	pre++ // sin[pre-1] is already 0
-	pre += copy(sin[pre:], seed)
-
 	for i, f := range fields {
 		if err := checkName(f.Name, i, fields); err != nil {
 			return dst[:start], err
 		}
-		nl := copy(sin[pre:], f.Name)
-		salt := sha256.Sum256(sin[:pre+nl])
+		salt := m.salt(f.Name)
 
 		dst = append(dst, byte(len(f.Name)))
 		dst = append(dst, f.Name...)

@@ -139,3 +139,25 @@ func BenchmarkConsistencyProof10M(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkOpen10M(b *testing.B) {
+	dir, s := bigLogDir(b)
+	for i := 0; i < b.N; i++ {
+		l, err := Open(Options{Dir: dir, Origin: testOrigin, Signer: s, CheckpointInterval: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.Close()
+	}
+}
+
+func BenchmarkVerifyDir10M(b *testing.B) {
+	dir, s := bigLogDir(b)
+	v := signerVerifier{s}
+	for i := 0; i < b.N; i++ {
+		rep, err := VerifyDir(dir, v)
+		if err != nil || !rep.OK() {
+			b.Fatalf("VerifyDir: %v %v", err, rep.Problems)
+		}
+	}
+}

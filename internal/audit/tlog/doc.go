@@ -31,8 +31,8 @@
 //	tile/<L>/<N>.p/<W>         partial hash tile of width W (1..255)
 //	tile/entries/<N>           entry bundle: 256 leaves, each a 2-byte big-endian
 //	tile/entries/<N>.p/<W>     length followed by the leaf data
-//	journal                    private journal (never publish it)
-//	journal.idx                sparse index into the journal (never publish it)
+//	private/journal            private journal (mode 0700 directory; never publish it)
+//	private/journal.idx        sparse index into the journal
 //	lock                       held (flock) by the process that has the log open
 //
 // <N> uses the tlog-tiles encoding: decimal digits in groups of three, every
@@ -51,7 +51,7 @@
 //
 // (big-endian; the checksum covers everything before it). A torn tail —
 // a short record or a bad checksum after a crash — is cut off on [Open].
-// journal.idx holds the byte offset of every 256th record as a big-endian
+// private/journal.idx holds the byte offset of every 256th record as a big-endian
 // u64, so entry i is found by seeking to the record of i&^255 and skipping
 // forward; it is rebuilt from the journal when it is short or wrong.
 //

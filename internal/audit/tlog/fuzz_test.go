@@ -81,6 +81,7 @@ func FuzzJournal(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 10, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dir := t.TempDir()
+		os.Mkdir(filepath.Join(dir, privateDir), 0o700)
 		if err := os.WriteFile(filepath.Join(dir, journalName), data, 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -12,8 +12,9 @@ import (
 )
 
 const (
-	journalName = "journal"
-	indexName   = "journal.idx"
+	privateDir  = "private"
+	journalName = privateDir + "/journal"
+	indexName   = privateDir + "/journal.idx"
 
 	// MaxLeafSize is the largest public leaf, fixed by the 2-byte length
 	// prefix of entry bundles.

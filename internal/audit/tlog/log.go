@@ -28,7 +28,9 @@ type Options struct {
 	// It must match the origin of an existing checkpoint in Dir.
 	Origin string
 	// Signer signs checkpoints (an Ed25519 note signer). It must be the key
-	// that signed the existing checkpoint in Dir.
+	// that signed the existing checkpoint in Dir; Open checks this by signing
+	// the checkpoint text again, so the signer must be deterministic, as
+	// Ed25519 is.
 	Signer note.Signer
 	// CheckpointInterval is how often appended entries are integrated and a
 	// new checkpoint is signed; 0 means DefaultCheckpointInterval.
@@ -119,7 +121,7 @@ func Open(opts Options) (*Log, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(opts.Dir, privateDir), 0o700); err != nil {
 		return nil, fmt.Errorf("tlog: create dir: %w", err)
 	}
 	l := &Log{
@@ -177,7 +179,10 @@ func (l *Log) open() error {
 		}
 	}
 	if cp.Size > l.size {
-		return fmt.Errorf("checkpoint covers %d entries but the journal holds only %d: %w", cp.Size, l.size, ErrCorrupt)
+		return fmt.Errorf("checkpoint covers %d entries but the journal holds only %d intact ones: %w", cp.Size, l.size, ErrCorrupt)
+	}
+	if err := l.cutJournal(); err != nil {
+		return err
 	}
 	if err := l.loadEdge(cp); err != nil {
 		return err
@@ -201,8 +206,9 @@ func (l *Log) open() error {
 	return nil
 }
 
-// recoverJournal cuts the journal's torn tail and rebuilds the sparse index
-// from its last trustworthy entry.
+// recoverJournal finds the end of the journal's intact records (a torn
+// tail is logged) and rebuilds the sparse index from its last trustworthy
+// entry, in memory.
 func (l *Log) recoverJournal() error {
 	raw, err := io.ReadAll(io.NewSectionReader(l.index, 0, 1<<62))
 	if err != nil {
@@ -234,7 +240,7 @@ func (l *Log) recoverJournal() error {
 			break
 		}
 		if err != nil {
-			l.logger.Warn("tlog: cutting torn journal tail", "dir", l.dir, "entries", idx, "why", err.Error())
+			l.logger.Warn("tlog: journal ends with a torn or corrupt record", "dir", l.dir, "entries", idx, "why", err.Error())
 			break
 		}
 		if idx%indexEvery == 0 {
@@ -242,6 +248,14 @@ func (l *Log) recoverJournal() error {
 		}
 	}
 	l.size, l.jOff, l.offsets = jr.next, jr.off, offsets
+	return nil
+}
+
+// cutJournal makes the files match what recoverJournal found: the torn
+// tail is cut and the index rewritten. It runs only once the checkpoint is
+// known to be covered, so a damaged journal is never cut below it.
+func (l *Log) cutJournal() error {
+	offsets := l.offsets
 	if err := l.journal.Truncate(l.jOff); err != nil {
 		return fmt.Errorf("%s: cut torn tail at %d: %w", journalName, l.jOff, err)
 	}
