@@ -38,6 +38,9 @@ func BenchmarkLogEntry(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+			if st := br.Stats(); st.Batches > 0 {
+				b.ReportMetric(float64(st.Entries)/float64(st.Batches), "entries/batch")
+			}
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -93,6 +94,18 @@ type Broker struct {
 
 	encoders sync.Pool
 	closed   atomic.Bool
+	batches  atomic.Uint64 // batches written
+	entries  atomic.Uint64 // entries written
+}
+
+// Stats are the broker's counters.
+type Stats struct {
+	Batches, Entries uint64 // Entries/Batches is the mean batch size
+}
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() Stats {
+	return Stats{Batches: b.batches.Load(), Entries: b.entries.Load()}
 }
 
 // NewBroker returns a Broker with no devices (auditing nothing).
@@ -372,6 +385,9 @@ func (b *Broker) submit(rec *record) (uint64, error) {
 
 // lead writes cur, then hands the writer's role on.
 func (b *Broker) lead(cur *batch) error {
+	// Let the callers already running queue their entries first: one write
+	// for many entries costs about what a write for one does.
+	runtime.Gosched()
 	b.mu.Lock()
 	if b.open == cur {
 		b.open = newBatch()
@@ -404,6 +420,8 @@ func (b *Broker) write(recs []*record) error {
 	if len(devs) == 0 {
 		return nil
 	}
+	b.batches.Add(1)
+	b.entries.Add(uint64(len(recs)))
 	lines := b.scratch[:0]
 	for _, r := range recs {
 		lines = append(lines, r.line...)

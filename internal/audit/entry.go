@@ -29,6 +29,33 @@ type Entry struct {
 	Request  *Request
 	Response *Response // response entries only
 	Error    string
+	// Memo, when set, remembers the HMACs of tokens and accessors, so the
+	// request and response entries of one request compute each once.
+	Memo *Memo
+}
+
+// Memo remembers a few HMACs (one request's token and accessor). Not safe
+// for concurrent use; the zero Memo is ready.
+type Memo struct {
+	n    int
+	in   [4]string
+	hash [4][]byte // the quoted JSON string "hmac-sha256:..."
+}
+
+// appendHashString appends the quoted HMAC of v, computing it at most once.
+func (m *Memo) appendHashString(b []byte, s *Salt, v string) []byte {
+	for i := 0; i < m.n; i++ {
+		if m.in[i] == v {
+			return append(b, m.hash[i]...)
+		}
+	}
+	start := len(b)
+	b = s.appendHashString(b, v)
+	if m.n < len(m.in) {
+		m.in[m.n], m.hash[m.n] = v, append([]byte(nil), b[start:]...)
+		m.n++
+	}
+	return b
 }
 
 // Auth is who made a request, or the token a response created.
@@ -127,6 +154,7 @@ type encoder struct {
 	fields []field
 	lf     []leaf.Field
 	salt   *Salt
+	memo   *Memo
 	enc    jsonenc.Strings
 	first  bool
 }
@@ -160,9 +188,12 @@ func (e *encoder) str(name, key, v string) {
 
 func (e *encoder) hashed(name, key, v string) {
 	e.key(name, key)
-	if v == "" {
+	switch {
+	case v == "":
 		e.b = append(e.b, `""`...)
-	} else {
+	case e.memo != nil:
+		e.b = e.memo.appendHashString(e.b, e.salt, v)
+	default:
 		e.b = e.salt.appendHashString(e.b, v)
 	}
 	e.done(name)
@@ -250,6 +281,7 @@ func (e *encoder) encode(en *Entry) error {
 	e.b = append(e.b[:0], '{')
 	e.fields = e.fields[:0]
 	e.first = true
+	e.memo = en.Memo
 	e.enc.Value = e.salt.appendHashString
 	if a := en.Auth; a != nil {
 		e.open("auth")

@@ -281,7 +281,7 @@ func serve(ctx context.Context, log *slog.Logger, ln net.Listener, h http.Handle
 
 // devInfo is what a running dev server tells its caller.
 type devInfo struct {
-	addr, rootToken                 string
+	addr, rootToken                string
 	auditFile, auditLog, auditVKey string // the audit devices and the log's verifier key
 }
 
@@ -311,7 +311,8 @@ func runDevServer(ctx context.Context, e *env, f serverFlags, ready func(devInfo
 	defer os.RemoveAll(auditDir)
 	auditFile, auditLog := filepath.Join(auditDir, "audit.log"), filepath.Join(auditDir, "audit-log")
 	srv, err := httpapi.New(httpapi.Config{Physical: inmem.New(), StorageType: "inmem", Logger: log,
-		Audit: httpapi.AuditConfig{Devices: []audit.DeviceConfig{
+		// Checkpoints every 100ms, so what you just did is provable at once.
+		Audit: httpapi.AuditConfig{CheckpointInterval: 100 * time.Millisecond, Devices: []audit.DeviceConfig{
 			{Path: "file", Type: audit.TypeFile, Description: "dev: removed at exit", Options: map[string]string{"file_path": auditFile}, FromConfig: true},
 			{Path: "log", Type: audit.TypeLog, Description: "dev: removed at exit", Options: map[string]string{"path": auditLog}, FromConfig: true},
 		}}})

@@ -38,7 +38,7 @@ type AuditConfig struct {
 	// KeyName names the checkpoint signing key created at first unseal
 	// (default "edgevault-audit"); a tlog device's origin defaults to it.
 	KeyName string
-	// CheckpointInterval is how often the log signs a checkpoint (0: 100ms).
+	// CheckpointInterval is how often the log signs a checkpoint (0: 1s).
 	CheckpointInterval time.Duration
 }
 
@@ -159,7 +159,7 @@ type trail struct {
 func newTrail(c *core, r *http.Request, path string) *trail {
 	host, port, _ := net.SplitHostPort(r.RemoteAddr)
 	p, _ := strconv.Atoi(port)
-	return &trail{entry: audit.Entry{Request: &audit.Request{
+	return &trail{entry: audit.Entry{Memo: &audit.Memo{}, Request: &audit.Request{
 		ID:            newRequestID(),
 		Operation:     string(operationOrEmpty(r)),
 		Namespace:     c.zone,
@@ -281,11 +281,15 @@ func (s *Server) serveAudited(c *core, w http.ResponseWriter, r *http.Request, p
 		e.Error = errorText(rec)
 	}
 	e.Response = resp
-	if _, err := c.audit.LogEntry(e, c.salt); err != nil && !errors.Is(err, audit.ErrClosed) {
-		// The change is made and its request entry is in the log; the
-		// client is told the answer could not be audited.
-		s.auditFailed(w, r, err)
-		return
+	if _, err := c.audit.LogEntry(e, c.salt); err != nil {
+		// sys/seal closed the devices itself: its request entry is the record.
+		sealed := errors.Is(err, audit.ErrClosed) && path == "sys/seal"
+		if !sealed {
+			// The change is made and its request entry is in the log; the
+			// client is told the answer could not be audited.
+			s.auditFailed(w, r, err)
+			return
+		}
 	}
 	rec.flush(w)
 }

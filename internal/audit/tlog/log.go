@@ -18,7 +18,7 @@ import (
 )
 
 // DefaultCheckpointInterval is used when Options.CheckpointInterval is 0.
-const DefaultCheckpointInterval = 100 * time.Millisecond
+const DefaultCheckpointInterval = time.Second
 
 // Options configures a Log. Dir, Origin and Signer are required.
 type Options struct {
