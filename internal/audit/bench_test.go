@@ -3,7 +3,6 @@ package audit
 import (
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // BenchmarkLogEntry measures the pipeline with 16 concurrent callers: encode,
@@ -12,7 +11,7 @@ func BenchmarkLogEntry(b *testing.B) {
 	for _, devs := range []string{"file", "tlog", "file+tlog"} {
 		b.Run(devs, func(b *testing.B) {
 			s, _ := newKeys(b)
-			br := NewBroker(Options{Signer: s, CheckpointInterval: 100 * time.Millisecond})
+			br := NewBroker(Options{Signer: s}) // the default checkpoint interval
 			defer br.Close()
 			dir := b.TempDir()
 			if devs != "tlog" {

@@ -3,6 +3,7 @@ package leaf
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/subtle"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -77,36 +78,28 @@ func cmacDouble(b [aes.BlockSize]byte) [aes.BlockSize]byte {
 
 // salt is AES-CMAC(seed, name).
 func (m *salter) salt(name string) [SaltSize]byte {
-	x, blk := &m.x, &m.blk
-	*x, *blk = [aes.BlockSize]byte{}, [aes.BlockSize]byte{}
+	x, blk := m.x[:], m.blk[:]
+	clear(x)
 	n := (len(name) + aes.BlockSize - 1) / aes.BlockSize
 	complete := n > 0 && len(name)%aes.BlockSize == 0
 	if n == 0 {
 		n = 1
 	}
 	for i := 0; i < n-1; i++ {
-		for j := range aes.BlockSize {
-			x[j] ^= name[i*aes.BlockSize+j]
-		}
-		m.c.Encrypt(x[:], x[:])
+		subtle.XORBytes(x, x, []byte(name[i*aes.BlockSize:(i+1)*aes.BlockSize]))
+		m.c.Encrypt(x, x)
 	}
-	last := name[(n-1)*aes.BlockSize:]
-	copy(blk[:], last)
+	clear(blk)
+	last := copy(blk, name[(n-1)*aes.BlockSize:])
 	if complete {
-		for j := range blk {
-			blk[j] ^= m.k1[j]
-		}
+		subtle.XORBytes(blk, blk, m.k1[:])
 	} else {
-		blk[len(last)] = 0x80
-		for j := range blk {
-			blk[j] ^= m.k2[j]
-		}
+		blk[last] = 0x80
+		subtle.XORBytes(blk, blk, m.k2[:])
 	}
-	for j := range x {
-		x[j] ^= blk[j]
-	}
-	m.c.Encrypt(x[:], x[:])
-	return *x
+	subtle.XORBytes(x, x, blk)
+	m.c.Encrypt(x, x)
+	return m.x
 }
 
 // FieldDigest returns SHA-256(salt || value).
