@@ -197,7 +197,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	proc.Wait()
 	stopped = true
 	dir := filepath.Dir(db)
-	rep, err := audit.Verify(filepath.Join(dir, "audit-log"), v, []string{filepath.Join(dir, "audit.log")})
+	rep, err := audit.Verify(filepath.Join(dir, "audit-log"), v, []string{filepath.Join(dir, "audit.log")}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

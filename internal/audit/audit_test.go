@@ -68,6 +68,9 @@ func (r *rig) open(t testing.TB, opts Options) {
 	if err := r.b.Enable(DeviceConfig{Path: "log", Type: TypeLog, Options: map[string]string{"path": r.logDir}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.b.Reconcile(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // verify closes the broker (so the log is integrated) and checks file and log agree.
@@ -76,7 +79,7 @@ func (r *rig) verify(t testing.TB) *Report {
 	if err := r.b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Verify(r.logDir, r.verifier, []string{r.file})
+	rep, err := Verify(r.logDir, r.verifier, []string{r.file}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,17 +293,18 @@ func TestReopenAfterRotation(t *testing.T) {
 		r.b.LogEntry(sampleEntry(i), r.salt)
 	}
 	r.b.Close()
-	rep, err := Verify(r.logDir, r.verifier, []string{rotated, r.file})
+	rep, err := Verify(r.logDir, r.verifier, []string{rotated, r.file}, 0)
 	if err != nil || !rep.OK() || rep.Lines != 5 {
 		t.Fatalf("report %+v, err %v", rep, err)
 	}
-	rep, _ = Verify(r.logDir, r.verifier, []string{r.file})
-	if rep.OK() || rep.First != 3 {
-		// Entries 0-2 are in the rotated file only: from the new file alone
-		// they are not missing (it starts later) — but nothing is wrong either.
-		if !rep.OK() {
-			t.Fatalf("new file alone: %+v", rep)
-		}
+	// The new file alone starts at entry 3: fine when told so...
+	if rep, _ = Verify(r.logDir, r.verifier, []string{r.file}, 3); !rep.OK() {
+		t.Fatalf("new file alone, from 3: %+v", rep)
+	}
+	// ...but from the start of the log, entries 0-2 are missing.
+	rep, _ = Verify(r.logDir, r.verifier, []string{r.file}, 0)
+	if len(rep.Problems) != 3 || rep.Problems[0].Kind != ProblemMissing || rep.Problems[0].Index != 0 {
+		t.Fatalf("new file alone, from 0: %+v", rep.Problems)
 	}
 }
 
@@ -354,6 +358,12 @@ func TestVerifyFindsEveryTamper(t *testing.T) {
 			forged := bytes.Replace(ls[40], []byte("req-40"), []byte("req-forged"), 1)
 			write(t, r, append(append(ls[:41:41], forged), ls[41:]...))
 		}, ProblemExtra, "not an entry of the log"},
+		"head of the file cut": {func(t *testing.T, r *rig) {
+			write(t, r, lines(t, r)[150:])
+		}, ProblemMissing, "log entry 0 is not in the files"},
+		"emptied file": {func(t *testing.T, r *rig) {
+			write(t, r, nil)
+		}, ProblemMissing, "log entry 299 is not in the files"},
 		"truncated file": {func(t *testing.T, r *rig) {
 			raw, _ := os.ReadFile(r.file)
 			os.WriteFile(r.file, raw[:len(raw)-25], 0o600)
@@ -368,7 +378,7 @@ func TestVerifyFindsEveryTamper(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := build(t)
 			tc.damage(t, r)
-			rep, err := Verify(r.logDir, r.verifier, []string{r.file})
+			rep, err := Verify(r.logDir, r.verifier, []string{r.file}, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -383,8 +393,8 @@ func TestVerifyFindsEveryTamper(t *testing.T) {
 	t.Run("checkpoint signed by another key", func(t *testing.T) {
 		r := build(t)
 		_, other := newKeys(t)
-		if _, err := Verify(r.logDir, other, []string{r.file}); err == nil || !errors.Is(err, tlog.ErrBadSignature) {
-			rep, _ := Verify(r.logDir, other, []string{r.file})
+		if _, err := Verify(r.logDir, other, []string{r.file}, 0); err == nil || !errors.Is(err, tlog.ErrBadSignature) {
+			rep, _ := Verify(r.logDir, other, []string{r.file}, 0)
 			if rep == nil || rep.OK() {
 				t.Fatalf("a checkpoint checked with another key passed: err %v", err)
 			}
@@ -470,5 +480,38 @@ func TestDeviceValidation(t *testing.T) {
 	}
 	if b.Enabled() {
 		t.Fatal("a refused device was enabled")
+	}
+}
+
+// An entry too large for one line is recorded with its data's size instead,
+// and does not fail the other requests of its batch.
+func TestOversizedDataIsRecordedBySize(t *testing.T) {
+	r := newRig(t, Options{})
+	big := map[string]any{}
+	for i := range 20000 {
+		big[fmt.Sprintf("k%05d", i)] = "v"
+	}
+	e := sampleEntry(0)
+	e.Request.Data = big
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := r.b.LogEntry(sampleEntry(i+1), r.salt); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	if _, err := r.b.LogEntry(e, r.salt); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	raw, _ := os.ReadFile(r.file)
+	if !bytes.Contains(raw, []byte(`"data":{"edgevault_truncated":true,"encoded_bytes":`)) {
+		t.Fatalf("no truncation marker in %d bytes", len(raw))
+	}
+	if rep := r.verify(t); !rep.OK() || rep.LogSize != 9 {
+		t.Fatalf("report: %+v", rep)
 	}
 }

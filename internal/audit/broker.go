@@ -64,8 +64,18 @@ type record struct {
 	line  []byte // the JSON line, '\n' included
 	leaf  []byte // the log's leaf data
 	seed  [leaf.SeedSize]byte
+	skip  string // a device that does not get it
 	index uint64 // set once the log sequenced it
 }
+
+// MaxLineSize bounds an entry's line; larger request or response data is
+// recorded by its size only. It keeps every entry within what the log
+// accepts for one entry.
+const MaxLineSize = 1 << 20
+
+// maxCut bounds how many lines Reconcile may cut: more than any batch in
+// flight at a crash (a batch holds one entry per concurrent request).
+const maxCut = 1 << 16
 
 // batch is what one writer takes to the devices at once.
 type batch struct {
@@ -232,18 +242,22 @@ func (b *Broker) Enable(cfg DeviceConfig) error {
 		}
 	}
 	next := append(slices.Clone(devs), d)
-	if err := b.reconcile(next); err != nil {
-		d.close()
-		return err
-	}
 	b.devices.Store(&next)
 	return nil
 }
 
-// reconcile makes the files agree with the log after a crash: a batch
-// written to a file whose log append never completed was never answered,
-// so it is cut from the file. Only when every device is required.
-func (b *Broker) reconcile(devs []*device) error {
+// Reconcile makes the files agree with the log after a crash; call it once,
+// after enabling the devices at start-up, before any entry is written. A
+// batch that reached the files but not the log was never answered (every
+// device is required), so it is cut from the files. At most maxCut lines
+// are ever cut: a longer tail was not a batch in flight and is left alone,
+// with a warning. Nothing is done when one device suffices (RequireAny):
+// the devices may then differ by design; a server switched from "any" back
+// to "all" should be checked with `edgevault audit verify` first.
+func (b *Broker) Reconcile() error {
+	b.devMu.Lock()
+	defer b.devMu.Unlock()
+	devs := *b.devices.Load()
 	if b.opts.RequireAny {
 		return nil
 	}
@@ -268,7 +282,7 @@ func (b *Broker) reconcile(devs []*device) error {
 		if d.file == nil {
 			continue
 		}
-		found, cut, err := d.file.cutAfter(line, 1<<16)
+		found, cut, err := d.file.cutAfter(line, maxCut)
 		if err != nil {
 			return fmt.Errorf("audit: reconcile %s with the log: %w", d.cfg.Path, err)
 		}
@@ -277,7 +291,8 @@ func (b *Broker) reconcile(devs []*device) error {
 				"device", d.cfg.Path, "bytes", cut)
 		}
 		if !found && d.file.size > 0 {
-			b.log.Warn("audit file does not end with the log's last entry; run `edgevault audit verify`", "device", d.cfg.Path, "log_size", lg.Size())
+			b.log.Warn("audit file does not end with the log's last entry, nor one batch after it; nothing was cut; run `edgevault audit verify`",
+				"device", d.cfg.Path, "log_size", lg.Size())
 		}
 	}
 	return nil
@@ -350,7 +365,25 @@ func (b *Broker) LogEntry(e *Entry, salt *Salt) (uint64, error) {
 	if err := enc.encode(e); err != nil {
 		return 0, fmt.Errorf("%w: encode the entry: %v", ErrUnavailable, err)
 	}
-	rec := &record{line: slices.Clone(enc.b)}
+	if len(enc.b) > MaxLineSize {
+		// Data too large for one entry: the entry records its size instead,
+		// so the request is still audited (and no batch fails because of it).
+		t := *e
+		if t.Request != nil && t.Request.Data != nil {
+			r := *t.Request
+			r.Data = map[string]any{"edgevault_truncated": true, "encoded_bytes": len(enc.b)}
+			t.Request = &r
+		}
+		if t.Response != nil && t.Response.Data != nil {
+			r := *t.Response
+			r.Data = map[string]any{"edgevault_truncated": true, "encoded_bytes": len(enc.b)}
+			t.Response = &r
+		}
+		if err := enc.encode(&t); err != nil || len(enc.b) > MaxLineSize {
+			return 0, fmt.Errorf("%w: an entry of %d bytes is larger than %d even without its data", ErrUnavailable, len(enc.b), MaxLineSize)
+		}
+	}
+	rec := &record{line: slices.Clone(enc.b), skip: e.SkipDevice}
 	if _, err := rand.Read(rec.seed[:]); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
@@ -372,14 +405,16 @@ func (b *Broker) submit(rec *record) (uint64, error) {
 	if !b.busy {
 		b.busy = true
 		b.mu.Unlock()
-		return rec.index, b.lead(cur)
+		err := b.lead(cur)
+		return rec.index, err
 	}
 	b.mu.Unlock()
 	select {
 	case <-cur.done:
 		return rec.index, cur.err
 	case <-cur.lead:
-		return rec.index, b.lead(cur)
+		err := b.lead(cur)
+		return rec.index, err
 	}
 }
 
@@ -422,13 +457,18 @@ func (b *Broker) write(recs []*record) error {
 	}
 	b.batches.Add(1)
 	b.entries.Add(uint64(len(recs)))
-	lines := b.scratch[:0]
-	for _, r := range recs {
-		lines = append(lines, r.line...)
+	// recsFor returns the records device d gets: all, but for the rare
+	// entry that skips it.
+	recsFor := func(d *device) []*record {
+		skips := func(r *record) bool { return r.skip == d.cfg.Path }
+		if !slices.ContainsFunc(recs, skips) {
+			return recs
+		}
+		return slices.DeleteFunc(slices.Clone(recs), skips)
 	}
-	b.scratch = lines
 	var (
 		written []*fileSink
+		sizes   []int
 		failed  []error
 		lg      *device
 	)
@@ -437,23 +477,34 @@ func (b *Broker) write(recs []*record) error {
 			lg = d
 			continue
 		}
+		lines := b.scratch[:0]
+		for _, r := range recsFor(d) {
+			lines = append(lines, r.line...)
+		}
+		b.scratch = lines
+		if len(lines) == 0 {
+			continue
+		}
 		if err := d.file.write(lines); err != nil {
 			failed = append(failed, fmt.Errorf("%s: %w", d.cfg.Path, err))
 			continue
 		}
-		written = append(written, d.file)
+		written, sizes = append(written, d.file), append(sizes, len(lines))
 	}
 	if lg != nil && (len(failed) == 0 || b.opts.RequireAny) {
-		entries := make([]tlog.Entry, len(recs))
-		for i, r := range recs {
+		rs := recsFor(lg)
+		entries := make([]tlog.Entry, len(rs))
+		for i, r := range rs {
 			entries[i] = tlog.Entry{Leaf: r.leaf, Private: JoinPrivate(r.seed[:], r.line)}
 		}
-		first, err := lg.log.Append(entries)
-		if err != nil {
-			failed = append(failed, fmt.Errorf("%s: %w", lg.cfg.Path, err))
-		} else {
-			for i, r := range recs {
-				r.index = first + uint64(i)
+		if len(entries) > 0 {
+			first, err := lg.log.Append(entries)
+			if err != nil {
+				failed = append(failed, fmt.Errorf("%s: %w", lg.cfg.Path, err))
+			} else {
+				for i, r := range rs {
+					r.index = first + uint64(i)
+				}
 			}
 		}
 	}
@@ -466,8 +517,8 @@ func (b *Broker) write(recs []*record) error {
 		b.log.Error("audit device refused entries; others accepted them", "err", err)
 		return nil
 	}
-	for _, f := range written {
-		if uerr := f.undo(len(lines)); uerr != nil {
+	for i, f := range written {
+		if uerr := f.undo(sizes[i]); uerr != nil {
 			err = errors.Join(err, uerr)
 		}
 	}

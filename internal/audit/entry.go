@@ -32,6 +32,9 @@ type Entry struct {
 	// Memo, when set, remembers the HMACs of tokens and accessors, so the
 	// request and response entries of one request compute each once.
 	Memo *Memo
+	// SkipDevice names a device ("file/") that does not get this entry: the
+	// device a request disables, so a broken device can always be disabled.
+	SkipDevice string
 }
 
 // Memo remembers a few HMACs (one request's token and accessor). Not safe

@@ -41,10 +41,20 @@ func (s *fileSink) open() error {
 	}
 	size := st.Size()
 	if size > 0 {
-		// A line cut by a crash is not an entry: drop it.
-		if size, err = lastLineEnd(f, size); err != nil {
+		// A line cut by a crash must not swallow the next entry: end it.
+		// (Reconcile cuts it away when the log never had it.) A file this
+		// process did not write is never truncated.
+		var last [1]byte
+		if _, err := f.ReadAt(last[:], size-1); err != nil {
 			f.Close()
 			return fmt.Errorf("audit file %s: %w", s.path, err)
+		}
+		if last[0] != '\n' {
+			if _, err := f.Write([]byte{'\n'}); err != nil {
+				f.Close()
+				return fmt.Errorf("audit file %s: end the cut last line: %w", s.path, err)
+			}
+			size++
 		}
 	}
 	if s.f != nil {
@@ -54,32 +64,6 @@ func (s *fileSink) open() error {
 	return nil
 }
 
-// lastLineEnd truncates f after its last newline and returns the new size.
-func lastLineEnd(f *os.File, size int64) (int64, error) {
-	var buf [4096]byte
-	end := size
-	for end > 0 {
-		n := int64(len(buf))
-		if n > end {
-			n = end
-		}
-		if _, err := f.ReadAt(buf[:n], end-n); err != nil {
-			return 0, err
-		}
-		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
-			end = end - n + int64(i) + 1
-			break
-		}
-		end -= n
-	}
-	if end < size {
-		if err := f.Truncate(end); err != nil {
-			return 0, err
-		}
-	}
-	return end, nil
-}
-
 // write appends lines as one write. On error the file is cut back to where
 // the batch started.
 func (s *fileSink) write(lines []byte) error {
@@ -87,6 +71,11 @@ func (s *fileSink) write(lines []byte) error {
 	defer s.mu.Unlock()
 	if s.f == nil {
 		return ErrClosed
+	}
+	// Where the batch starts, as the file says: another writer (a careless
+	// logrotate copytruncate) may have changed it.
+	if st, err := s.f.Stat(); err == nil {
+		s.size = st.Size()
 	}
 	n, err := s.f.Write(lines)
 	if err != nil {

@@ -45,10 +45,15 @@ func (r *Report) OK() bool { return len(r.Problems) == 0 }
 // signature, tiles, journal, every leaf recomputed from its entry) and the
 // file device's files, in order (rotated files first), and reports every
 // entry that is missing from the files, extra, reordered or altered. The
-// files may start after the log's first entry (older files rotated away);
-// from their first recognised line on, every log entry must be there.
-func Verify(logDir string, v note.Verifier, files []string) (*Report, error) {
+// files must hold every entry from log index from on (0: the whole log;
+// older files rotated away: the index their successor starts at). A
+// negative from accepts files that start anywhere (their first recognised
+// line), which cannot notice lines lost at the head.
+func Verify(logDir string, v note.Verifier, files []string, from int64) (*Report, error) {
 	rep := &Report{First: -1}
+	if from >= 0 {
+		rep.First = from
+	}
 	dirRep, err := tlog.VerifyDir(logDir, v)
 	if err != nil {
 		return nil, err
@@ -87,7 +92,7 @@ func Verify(logDir string, v note.Verifier, files []string) (*Report, error) {
 	rep.LogSize = uint64(len(hashes))
 
 	var (
-		next    int64 = -1 // the log index the next line should have
+		next    int64 = from // the log index the next line should have; -1: not known yet
 		pending []int      // line numbers not found in the log, since the last match
 		seen    = map[int64]bool{}
 		lineNo  int
@@ -149,6 +154,9 @@ func Verify(logDir string, v note.Verifier, files []string) (*Report, error) {
 		}
 	}
 	rep.Lines = lineNo
+	if len(files) == 0 {
+		return rep, nil // the log alone
+	}
 	if next >= 0 {
 		settle(int64(len(hashes)))
 	} else {

@@ -62,6 +62,10 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Broker, error) {
 			return nil, fmt.Errorf("audit device %s: %w", d.Path, err)
 		}
 	}
+	if err := b.Reconcile(); err != nil {
+		b.Close()
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -159,7 +163,13 @@ type trail struct {
 func newTrail(c *core, r *http.Request, path string) *trail {
 	host, port, _ := net.SplitHostPort(r.RemoteAddr)
 	p, _ := strconv.Atoi(port)
-	return &trail{entry: audit.Entry{Memo: &audit.Memo{}, Request: &audit.Request{
+	var skip string
+	if dev, ok := strings.CutPrefix(path, "sys/audit/"); ok && c.zone == "" && r.Method == http.MethodDelete {
+		// Disabling a device is audited by the others: a broken device can
+		// always be removed.
+		skip = strings.Trim(dev, "/") + "/"
+	}
+	return &trail{entry: audit.Entry{Memo: &audit.Memo{}, SkipDevice: skip, Request: &audit.Request{
 		ID:            newRequestID(),
 		Operation:     string(operationOrEmpty(r)),
 		Namespace:     c.zone,

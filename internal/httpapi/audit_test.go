@@ -91,7 +91,7 @@ func TestEveryRequestIsAuditedWithSecretsHashed(t *testing.T) {
 	vkey := verifierKey(t, ts)
 	v, _ := note.NewVerifier(vkey)
 	ts.srv.Close()
-	rep, err := audit.Verify(logDir, v, []string{file})
+	rep, err := audit.Verify(logDir, v, []string{file}, 0)
 	// 5 above, then audit-hash and sys/audit-log/key: a request and a response each.
 	if err != nil || !rep.OK() || rep.LogSize != 9 {
 		t.Fatalf("verify: %+v %v", rep, err)
@@ -189,6 +189,14 @@ func TestAuditUnavailableFailsClosed(t *testing.T) {
 	}
 	if after := ts.snapshot(t); !equalMaps(before, after) {
 		t.Fatal("a request whose audit failed changed storage")
+	}
+	// The broken device can still be disabled (the others audit that), and
+	// the server serves again.
+	if err := ts.client.Sys().DisableAudit("full"); err != nil {
+		t.Fatalf("disable the broken device: %v", err)
+	}
+	if _, err := ts.client.KVv2("secret").Put(t.Context(), "app/db", map[string]any{"password": "x"}); err != nil {
+		t.Fatal(err)
 	}
 }
 
