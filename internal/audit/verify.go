@@ -93,7 +93,7 @@ func Verify(logDir string, v note.Verifier, files []string, from int64) (*Report
 
 	var (
 		next    int64 = from // the log index the next line should have; -1: not known yet
-		pending []int      // line numbers not found in the log, since the last match
+		pending []int        // line numbers not found in the log, since the last match
 		seen    = map[int64]bool{}
 		lineNo  int
 	)

@@ -3,8 +3,8 @@ package leaf
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/subtle"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 	"strings"
