@@ -424,6 +424,10 @@ func TestSignedEntries(t *testing.T) {
 	if _, err := r.b.AppendSigned(SignedEntry{Line: line, Seed: seed, Signer: id, PublicKey: der, Signature: bad}); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("bad signature: err = %v", err)
 	}
+	multi := bytes.Replace(line, []byte(`,"error"`), []byte(",\n\"error\""), 1)
+	if _, err := r.b.AppendSigned(SignedEntry{Line: multi, Seed: seed, Signer: id, PublicKey: der, Signature: sig}); !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), "one line") {
+		t.Fatalf("a line with a newline: err = %v", err)
+	}
 	forged := bytes.Replace(line, []byte("degraded\":true"), []byte("degraded\":false"), 1)
 	if _, err := r.b.AppendSigned(SignedEntry{Line: forged, Seed: seed, Signer: id, PublicKey: der, Signature: sig}); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("edited line: err = %v", err)
@@ -480,6 +484,35 @@ func TestDeviceValidation(t *testing.T) {
 	}
 	if b.Enabled() {
 		t.Fatal("a refused device was enabled")
+	}
+}
+
+// A device may not write another device's files, or the storage file.
+func TestDevicePathsDoNotOverlap(t *testing.T) {
+	dir := t.TempDir()
+	s, _ := newKeys(t)
+	db := filepath.Join(dir, "edgevault.db")
+	b := NewBroker(Options{Signer: s, Reserved: []string{db}})
+	defer b.Close()
+	logDir := filepath.Join(dir, "log")
+	if err := b.Enable(DeviceConfig{Path: "log", Type: TypeLog, Options: map[string]string{"path": logDir}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Enable(DeviceConfig{Path: "a", Type: TypeFile, Options: map[string]string{"file_path": filepath.Join(dir, "a.log")}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dir, filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{filepath.Join(logDir, "private", "journal"), "overlap"},
+		{db, "storage"},
+		{filepath.Join(dir, "link", "a.log"), "writes"},
+	} {
+		err := b.Enable(DeviceConfig{Path: "x", Type: TypeFile, Options: map[string]string{"file_path": tc.path}})
+		if !errors.Is(err, ErrInvalidDevice) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", tc.path, err, tc.want)
+		}
 	}
 }
 

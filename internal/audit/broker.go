@@ -50,6 +50,8 @@ type Options struct {
 	Logger *slog.Logger
 	// CheckpointInterval is how often the log publishes a checkpoint (0: tlog's default).
 	CheckpointInterval time.Duration
+	// Reserved are paths no device may write (the storage file).
+	Reserved []string
 }
 
 // device is an open DeviceConfig.
@@ -214,9 +216,9 @@ func (b *Broker) Enable(cfg DeviceConfig) error {
 		if cfg.Type == TypeLog && d.log != nil {
 			return fmt.Errorf("%w: only one tlog device can be enabled; %q is one", ErrInvalidDevice, d.cfg.Path)
 		}
-		if cfg.Type == TypeFile && d.file != nil && d.cfg.Options["file_path"] == cfg.Options["file_path"] {
-			return fmt.Errorf("%w: options.file_path %q is already written by %q", ErrInvalidDevice, cfg.Options["file_path"], d.cfg.Path)
-		}
+	}
+	if err := b.checkPaths(cfg, devs); err != nil {
+		return err
 	}
 	d := &device{cfg: cfg}
 	switch cfg.Type {
@@ -244,6 +246,46 @@ func (b *Broker) Enable(cfg DeviceConfig) error {
 	next := append(slices.Clone(devs), d)
 	b.devices.Store(&next)
 	return nil
+}
+
+// checkPaths refuses a device whose files would be another's: a file inside
+// a log directory, a reserved path (the storage file), a log directory
+// holding a file device's file. Symbolic links are resolved first.
+func (b *Broker) checkPaths(cfg DeviceConfig, devs []*device) error {
+	mine := resolve(cfg.Options["file_path"] + cfg.Options["path"]) // one of them is set
+	for _, r := range b.opts.Reserved {
+		if r != "" && (mine == resolve(r) || within(resolve(r), mine)) {
+			return fmt.Errorf("%w: %s %q is where the server keeps its storage", ErrInvalidDevice, cfg.Path, mine)
+		}
+	}
+	for _, d := range devs {
+		other := resolve(d.cfg.Options["file_path"] + d.cfg.Options["path"])
+		switch {
+		case mine == other:
+			return fmt.Errorf("%w: %s writes %q already", ErrInvalidDevice, d.cfg.Path, other)
+		case d.log != nil && within(mine, other), cfg.Type == TypeLog && within(other, mine):
+			return fmt.Errorf("%w: %q and the transparency log's directory %q overlap", ErrInvalidDevice, mine, other)
+		}
+	}
+	return nil
+}
+
+// resolve returns p with symbolic links in its directory resolved.
+func resolve(p string) string {
+	dir, err := filepath.EvalSymlinks(filepath.Dir(p))
+	if err != nil {
+		return filepath.Clean(p)
+	}
+	if full, err := filepath.EvalSymlinks(p); err == nil {
+		return full
+	}
+	return filepath.Join(dir, filepath.Base(p))
+}
+
+// within reports whether p lies inside dir.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != "." && !strings.HasPrefix(rel, "..")
 }
 
 // Reconcile makes the files agree with the log after a crash; call it once,

@@ -20,7 +20,9 @@ type SignedEntry struct {
 	Line []byte
 	// Seed is the signer's 32-byte salt seed for Line.
 	Seed []byte
-	// Signer is the signer's identity (an agent's SPIFFE ID).
+	// Signer is the signer's identity (an agent's SPIFFE ID), as the caller
+	// authenticated it (the agent's mTLS certificate); the log records it as
+	// vouched for by the server, next to the key that signed.
 	Signer string
 	// PublicKey is the signer's public key, PKIX DER (Ed25519 or ECDSA P-256).
 	PublicKey []byte
@@ -37,6 +39,9 @@ func (b *Broker) AppendSigned(e SignedEntry) (uint64, error) {
 	}
 	if bytes.ContainsAny([]byte(e.Signer), "\n\r") {
 		return 0, fmt.Errorf("%w: signer: want a one-line identity", ErrBadSignature)
+	}
+	if bytes.ContainsAny(bytes.TrimRight(e.Line, "\n"), "\n\r") {
+		return 0, fmt.Errorf("%w: line: want one line of compact JSON", ErrBadSignature)
 	}
 	line, err := leaf.AttachSigner(bytes.TrimRight(e.Line, "\n"), e.Seed, leaf.SignerInfo{ID: e.Signer, PublicKey: e.PublicKey, Signature: e.Signature})
 	if err != nil {

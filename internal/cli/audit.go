@@ -228,12 +228,14 @@ type witnessState struct {
 	Hash   string `json:"root_hash"`
 }
 
-func statePath(e *env, flag, origin string) string {
+// statePath is where the witness keeps what it saw of the log signed by v:
+// keyed by the key, so a server cannot reset it by changing its origin.
+func statePath(e *env, flag string, v note.Verifier) string {
 	if flag != "" {
 		return flag
 	}
 	dir := firstSet(e.getenv("EDGEVAULT_STATE_DIR"), filepath.Join(firstSet(e.getenv("HOME"), os.TempDir()), ".edgevault"))
-	sum := sha256.Sum256([]byte(origin))
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s+%08x", v.Name(), v.KeyHash())))
 	return filepath.Join(dir, "audit-checkpoint-"+hex.EncodeToString(sum[:8])+".json")
 }
 
@@ -259,7 +261,7 @@ several places, to witness the log.`,
 			if err != nil {
 				return err
 			}
-			path := statePath(e, state, cp.Origin)
+			path := statePath(e, state, v)
 			var old witnessState
 			raw, err := os.ReadFile(path)
 			switch {
@@ -271,6 +273,9 @@ several places, to witness the log.`,
 				return fmt.Errorf("witness state: %w", err)
 			}
 			result := "first checkpoint seen of this log"
+			if old.Origin != "" && old.Origin != cp.Origin {
+				return fmt.Errorf("the log signed by %s changed its origin from %q to %q: a different log under the same key", v.Name(), old.Origin, cp.Origin)
+			}
 			if old.Origin != "" {
 				oldHash, err := sumtlog.ParseHash(old.Hash)
 				if err != nil {
@@ -527,7 +532,7 @@ func newAuditVerifyBundleCmd(e *env) *cobra.Command {
 			w := e.stdout
 			fmt.Fprintf(w, "Verified: entry %d is in log %s of size %d, signed by %s.\n", got.Index, got.Origin, got.TreeSize, v.Name())
 			if got.Signer != nil {
-				fmt.Fprintf(w, "Signed by: %s (signature valid)\n", got.Signer.ID)
+				fmt.Fprintf(w, "Signer: %s (signature by its key valid; the identity is vouched for by the log)\n", got.Signer.ID)
 			}
 			fmt.Fprintln(w, "Disclosed fields:")
 			tw := tabwriter.NewWriter(w, 0, 2, 2, ' ', 0)

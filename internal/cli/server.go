@@ -115,6 +115,9 @@ func runServer(ctx context.Context, e *env, cfg config.Config) error {
 		Physical: phys, StorageType: cfg.Storage.Type, Logger: log, MaxRequestSize: cfg.MaxRequestSize,
 		Audit: auditConfig(cfg.Audit),
 	}
+	if cfg.Storage.Path != "" {
+		hcfg.Audit.Reserved = []string{cfg.Storage.Path}
+	}
 	switch cfg.Seal {
 	case "pkcs11":
 		hsm, err := newHSMProtector(e, cfg.PKCS11)
@@ -163,7 +166,8 @@ func runServer(ctx context.Context, e *env, cfg config.Config) error {
 
 // auditConfig maps the configuration file's audit settings to the server's.
 func auditConfig(a config.Audit) httpapi.AuditConfig {
-	out := httpapi.AuditConfig{RequireAny: a.Require == "any", KeyName: a.KeyName, CheckpointInterval: a.CheckpointInterval}
+	out := httpapi.AuditConfig{RequireAny: a.Require == "any", KeyName: a.KeyName, CheckpointInterval: a.CheckpointInterval,
+		AcceptLogReset: a.LogReset}
 	for _, d := range a.Devices {
 		out.Devices = append(out.Devices, audit.DeviceConfig{Path: d.Path, Type: d.Type, Description: d.Description,
 			Options: d.Options, FromConfig: true})

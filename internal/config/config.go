@@ -57,6 +57,9 @@ type Audit struct {
 	KeyName string
 	// CheckpointInterval is how often the transparency log signs a checkpoint.
 	CheckpointInterval time.Duration
+	// LogReset accepts, at the next unseal, a transparency log smaller than
+	// (or not extending) the last checkpoint the server published.
+	LogReset bool
 }
 
 // AuditDevice is one audit "<path>" block.
@@ -251,6 +254,12 @@ func Parse(text string) (Config, error) {
 				return Config{}, fmt.Errorf("audit_disable: %w", err)
 			}
 			cfg.Audit.Disable = v
+		case "audit_log_reset":
+			v, err := decodeBool(item.Val)
+			if err != nil {
+				return Config{}, fmt.Errorf("audit_log_reset: %w", err)
+			}
+			cfg.Audit.LogReset = v
 		case "audit_key_name":
 			if err := hcl.DecodeObject(&cfg.Audit.KeyName, item.Val); err != nil {
 				return Config{}, fmt.Errorf("audit_key_name: %w", err)
@@ -268,7 +277,7 @@ func Parse(text string) (Config, error) {
 		case "ui", "disable_mlock", "api_addr", "cluster_addr":
 			// Accepted for compatibility with Vault configuration files; unused.
 		default:
-			return Config{}, fmt.Errorf("unknown setting %q (known: listener, storage, seal, audit, audit_require, audit_disable, audit_key_name, audit_checkpoint_interval, log_level, max_request_size)", key)
+			return Config{}, fmt.Errorf("unknown setting %q (known: listener, storage, seal, audit, audit_require, audit_disable, audit_key_name, audit_checkpoint_interval, audit_log_reset, log_level, max_request_size)", key)
 		}
 	}
 	if err := cfg.Validate(); err != nil {

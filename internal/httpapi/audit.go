@@ -26,6 +26,7 @@ const (
 	auditSaltKey    = "sys/audit-salt"    // per zone: the HMAC key of its entries
 	auditDevicesKey = "sys/audit-devices" // root: devices enabled through the API
 	auditLogKey     = "sys/audit-log-key" // root: the checkpoint signing key (a note signer key)
+	auditLogState   = "sys/audit-log-state" // root: the last checkpoint this server published
 )
 
 // AuditConfig configures auditing.
@@ -40,18 +41,33 @@ type AuditConfig struct {
 	KeyName string
 	// CheckpointInterval is how often the log signs a checkpoint (0: 1s).
 	CheckpointInterval time.Duration
+	// Reserved are paths no audit device may write (the storage file).
+	Reserved []string
+	// AcceptLogReset lets the server unseal with a transparency log that is
+	// smaller than, or not an extension of, the last checkpoint it
+	// published (the log was deleted or restored from an old copy). Off by
+	// default: such a log fails the unseal.
+	AcceptLogReset bool
 }
 
 // openAudit builds the audit broker at unseal: the signing key from the
 // barrier, then the configured and the API-enabled devices. A device that
 // cannot open fails the unseal, as in Vault: nothing is served unaudited.
 func (s *Server) openAudit(ctx context.Context) (*audit.Broker, error) {
+	b, err := s.openAuditDevices(ctx)
+	if err != nil {
+		return nil, operatorError{err}
+	}
+	return b, nil
+}
+
+func (s *Server) openAuditDevices(ctx context.Context) (*audit.Broker, error) {
 	signer, err := s.auditSigner(ctx)
 	if err != nil {
 		return nil, err
 	}
 	b := audit.NewBroker(audit.Options{RequireAny: s.cfg.Audit.RequireAny, Signer: signer, Logger: s.log,
-		CheckpointInterval: s.cfg.Audit.CheckpointInterval})
+		CheckpointInterval: s.cfg.Audit.CheckpointInterval, Reserved: s.cfg.Audit.Reserved})
 	stored, err := s.storedAuditDevices(ctx)
 	if err != nil {
 		return nil, err
@@ -63,6 +79,10 @@ func (s *Server) openAudit(ctx context.Context) (*audit.Broker, error) {
 		}
 	}
 	if err := b.Reconcile(); err != nil {
+		b.Close()
+		return nil, err
+	}
+	if err := s.checkLogState(ctx, b); err != nil {
 		b.Close()
 		return nil, err
 	}
@@ -345,4 +365,96 @@ func (s *Server) ReopenAudit() error {
 		return u.audit.Reopen()
 	}
 	return nil
+}
+
+// logState is the last checkpoint this server published, kept in the
+// barrier: a log found smaller, or forked, at the next unseal was deleted or
+// rolled back, which the server refuses to hide.
+type logState struct {
+	Dir  string `json:"dir"`
+	Size uint64 `json:"size"`
+	Root []byte `json:"root"`
+}
+
+// checkLogState compares the log with the last checkpoint published from it.
+func (s *Server) checkLogState(ctx context.Context, b *audit.Broker) error {
+	lg, dir := b.Log(), logDir(b)
+	if lg == nil {
+		return nil
+	}
+	raw, err := s.barrier.Get(ctx, auditLogState)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("audit log state: %w", err)
+	}
+	var st logState
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return fmt.Errorf("audit log state: %w", err)
+	}
+	if st.Dir != dir || st.Size == 0 {
+		return nil // another log
+	}
+	cp, err := lg.Checkpoint()
+	if err != nil {
+		return fmt.Errorf("audit log %s: %w", dir, err)
+	}
+	var problem string
+	if cp.Size < st.Size {
+		problem = fmt.Sprintf("holds %d entries, but this server published a checkpoint of %d: it was deleted or rolled back", cp.Size, st.Size)
+	} else if h, err := lg.TreeHash(st.Size); err != nil || string(h[:]) != string(st.Root) {
+		problem = fmt.Sprintf("is not an extension of the checkpoint of size %d this server published: it was replaced", st.Size)
+	}
+	if problem == "" {
+		return nil
+	}
+	if s.cfg.Audit.AcceptLogReset {
+		s.log.Warn("audit log "+problem+"; accepted because audit_log_reset = true", "dir", dir)
+		return nil
+	}
+	return fmt.Errorf("audit log %s %s; restore it, or set audit_log_reset = true to start over (auditors holding older checkpoints will see the break)", dir, problem)
+}
+
+// saveLogState records the log's latest checkpoint in the barrier.
+func (s *Server) saveLogState(ctx context.Context, b *audit.Broker, last *logState) {
+	lg := b.Log()
+	if lg == nil {
+		return
+	}
+	cp, err := lg.Checkpoint()
+	if err != nil || cp.Size == 0 || (last.Size == cp.Size && last.Dir == logDir(b)) {
+		return
+	}
+	st := logState{Dir: logDir(b), Size: cp.Size, Root: cp.Hash[:]}
+	raw, _ := json.Marshal(st)
+	if err := s.barrier.Put(ctx, auditLogState, raw); err != nil {
+		s.log.Warn("record the audit log's checkpoint", "err", err)
+		return
+	}
+	*last = st
+}
+
+// watchLogState records the log's checkpoints until ctx ends.
+func (s *Server) watchLogState(ctx context.Context, b *audit.Broker) {
+	var last logState
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.saveLogState(ctx, b, &last)
+		}
+	}
+}
+
+func logDir(b *audit.Broker) string {
+	for _, d := range b.Devices() {
+		if d.Type == audit.TypeLog {
+			return d.Options["path"]
+		}
+	}
+	return ""
 }

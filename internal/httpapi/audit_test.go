@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -246,5 +247,29 @@ func TestAuditLogEndpointsAndDisclosure(t *testing.T) {
 		if _, err := ts.client.Logical().Write("sys/audit-log/disclose", bad); statusOf(err) != http.StatusBadRequest {
 			t.Errorf("disclose %v: %v", bad, err)
 		}
+	}
+}
+
+// A transparency log deleted (or rolled back) behind the server's back is
+// refused at the next unseal, not silently started over.
+func TestDeletedLogFailsUnseal(t *testing.T) {
+	ts, _, logDir := auditedServer(t)
+	for i := 0; i < 3; i++ {
+		if _, err := ts.client.KVv2("secret").Put(t.Context(), "app/db", map[string]any{"password": "p"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ts.client.Sys().Seal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(logDir); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ts.client.Sys().Unseal(hex.EncodeToString(ts.key))
+	if err == nil || !strings.Contains(err.Error(), "deleted or rolled back") {
+		t.Fatalf("unseal with the log deleted: %v", err)
+	}
+	if st, _ := ts.client.Sys().SealStatus(); !st.Sealed {
+		t.Fatal("the server unsealed without its log")
 	}
 }

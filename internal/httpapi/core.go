@@ -122,10 +122,17 @@ func (s *Server) loadCoreLocked(ctx context.Context) error {
 	bg, cancel := context.WithCancel(context.Background())
 	stop := func() {
 		cancel()
+		if lg := broker.Log(); lg != nil {
+			if _, err := lg.Integrate(); err == nil {
+				var none logState
+				s.saveLogState(context.Background(), broker, &none)
+			}
+		}
 		if err := broker.Close(); err != nil {
 			s.log.Error("close audit devices", "err", err)
 		}
 	}
+	go s.watchLogState(bg, broker)
 	root, err := s.newCore(ctx, bg, "", s.barrier, broker)
 	if err != nil {
 		stop()

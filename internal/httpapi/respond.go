@@ -67,10 +67,20 @@ func writeResponse(w http.ResponseWriter, resp *logical.Response, mountType stri
 	_, _ = w.Write(body)
 }
 
+// operatorError is a 500 whose text is meant for the operator who caused it
+// (an audit device that will not open at unseal): it names paths and sizes,
+// never a secret.
+type operatorError struct{ error }
+
+func (e operatorError) Unwrap() error { return e.error }
+
 // statusFor maps an error to the HTTP status Vault would answer, and says
 // whether the error's text is safe and meant for the client.
 func statusFor(err error) (int, bool) {
+	var oe operatorError
 	switch {
+	case errors.As(err, &oe):
+		return http.StatusInternalServerError, true
 	case errors.Is(err, barrier.ErrSealed), errors.Is(err, logical.ErrSealed):
 		return http.StatusServiceUnavailable, true
 	case errors.Is(err, logical.ErrPermissionDenied), errors.Is(err, token.ErrNotFound):
