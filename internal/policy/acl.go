@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/edgevault/edgevault/internal/logical"
 )
@@ -271,6 +272,21 @@ func (a *ACL) Rule(path string) (Rule, bool) {
 	return Rule{Path: r.path, Permissions: r.perms}, true
 }
 
+// CacheMaxStale returns how long an edge agent may serve path from its
+// cache past its last sync, and whether it may cache it at all: the
+// deciding rule must grant read and carry a cache block. The root ACL
+// caches nothing (no rule says so).
+func (a *ACL) CacheMaxStale(path string) (time.Duration, bool) {
+	if a.root {
+		return 0, false
+	}
+	r := a.match(path, false)
+	if r == nil || !r.perms.Capabilities.Has(CapRead) || r.perms.Capabilities.Has(CapDeny) || r.perms.CacheMaxStale <= 0 {
+		return 0, false
+	}
+	return r.perms.CacheMaxStale, true
+}
+
 // mergePermissions folds n into e as Vault merges two blocks on one pattern.
 func mergePermissions(e *Permissions, n *Permissions) {
 	switch {
@@ -286,6 +302,10 @@ func mergePermissions(e *Permissions, n *Permissions) {
 	}
 	if n.MinWrappingTTL > 0 && (e.MinWrappingTTL == 0 || n.MinWrappingTTL < e.MinWrappingTTL) {
 		e.MinWrappingTTL = n.MinWrappingTTL
+	}
+	// Two blocks that both let agents cache: the shorter staleness wins.
+	if n.CacheMaxStale > 0 && (e.CacheMaxStale == 0 || n.CacheMaxStale < e.CacheMaxStale) {
+		e.CacheMaxStale = n.CacheMaxStale
 	}
 	e.AllowedParameters = mergeParams(e.AllowedParameters, n.AllowedParameters)
 	e.DeniedParameters = mergeParams(e.DeniedParameters, n.DeniedParameters)

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgevault/edgevault/internal/logical"
 )
@@ -406,5 +407,54 @@ func BenchmarkAllowedByKind(b *testing.B) {
 				a.Allowed(logical.ReadOperation, p)
 			}
 		})
+	}
+}
+
+// A cache block lets agents cache what a rule lets them read; the most
+// specific rule decides, and merged blocks keep the shorter staleness.
+func TestCacheMaxStale(t *testing.T) {
+	p, err := Parse("edge", `
+path "secret/data/app/*" {
+  capabilities = ["read"]
+  cache { max_stale = "24h" }
+}
+path "secret/data/app/*" {
+  capabilities = ["read", "list"]
+  cache { max_stale = "1h" }
+}
+path "secret/data/app/private" { capabilities = ["read"] }
+path "secret/data/edge/+" {
+  capabilities = ["read", "list"]
+  cache { max_stale = 600 }
+}
+path "secret/data/denied/*" { capabilities = ["deny"] }
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acl := mustACL(t, p)
+	for path, want := range map[string]time.Duration{
+		"secret/data/app/db":      time.Hour,
+		"secret/data/app/private": 0,
+		"secret/data/edge/site1":  10 * time.Minute,
+		"secret/data/other":       0,
+		"secret/data/denied/x":    0,
+	} {
+		got, ok := acl.CacheMaxStale(path)
+		if got != want || ok != (want > 0) {
+			t.Errorf("CacheMaxStale(%s) = %v, %v; want %v", path, got, ok, want)
+		}
+	}
+	for text, msg := range map[string]string{
+		`path "a" { capabilities = ["read"] cache { max_stale = "0s" } }`:    "max_stale 0s",
+		`path "a" { capabilities = ["read"] cache { max_stale = "9999h" } }`: "at most 720h",
+		`path "a" { capabilities = ["read"] cache { ttl = "1h" } }`:          `unknown key "ttl"`,
+		`path "a" { capabilities = ["read"] cache {} }`:                      "max_stale is required",
+		`path "a" { capabilities = ["update"] cache { max_stale = "1h" } }`:  `granting "read"`,
+		`path "a" { capabilities = ["read"] cache = "1h" }`:                  "expected a block",
+	} {
+		if _, err := Parse("p", text); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%s: err = %v, want %q", text, err, msg)
+		}
 	}
 }

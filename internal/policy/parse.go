@@ -184,6 +184,12 @@ func parsePathBlock(pattern string, val ast.Node, ln int) (PathRule, error) {
 			} else {
 				r.MaxWrappingTTL = d
 			}
+		case "cache":
+			d, err := cacheBlock(item.Val)
+			if err != nil {
+				return r, fail(il, "cache: %v", err)
+			}
+			r.CacheMaxStale = d
 		case "control_group", "mfa_methods", "subscribe_event_types":
 			return r, fail(il, "%q is not supported", key)
 		default:
@@ -202,6 +208,9 @@ func parsePathBlock(pattern string, val ast.Node, ln int) (PathRule, error) {
 	}
 	if r.Capabilities.Has(CapDeny) {
 		r.Capabilities = CapDeny
+	}
+	if r.CacheMaxStale > 0 && !r.Capabilities.Has(CapRead) {
+		return r, fail(ln, `cache: only a rule granting "read" can let agents cache`)
 	}
 	return r, nil
 }
@@ -310,6 +319,38 @@ func parameterMap(n ast.Node) (map[string][]any, error) {
 
 // durationValue reads a TTL: a number of seconds, or a string of seconds
 // or a duration like "90s", "1h", "7d".
+// cacheBlock parses `cache { max_stale = "24h" }`: how long edge agents may
+// serve what the rule grants past their last sync.
+func cacheBlock(n ast.Node) (time.Duration, error) {
+	obj, ok := n.(*ast.ObjectType)
+	if !ok {
+		return 0, fmt.Errorf(`expected a block, as in cache { max_stale = "24h" }`)
+	}
+	var d time.Duration
+	for _, item := range obj.List.Items {
+		if len(item.Keys) != 1 {
+			return 0, fmt.Errorf("expected key = value")
+		}
+		key, err := keyText(item.Keys[0])
+		if err != nil {
+			return 0, err
+		}
+		if key != "max_stale" {
+			return 0, fmt.Errorf("unknown key %q (known: max_stale)", key)
+		}
+		if d, err = durationValue(item.Val); err != nil {
+			return 0, fmt.Errorf("max_stale: %v", err)
+		}
+		if d <= 0 || d > MaxCacheStale {
+			return 0, fmt.Errorf("max_stale %s: must be more than 0 and at most %s", d, MaxCacheStale)
+		}
+	}
+	if d == 0 {
+		return 0, fmt.Errorf(`max_stale is required, as in cache { max_stale = "24h" }`)
+	}
+	return d, nil
+}
+
 func durationValue(n ast.Node) (time.Duration, error) {
 	lit, ok := n.(*ast.LiteralType)
 	if !ok {

@@ -111,7 +111,15 @@ type Permissions struct {
 	// request on this path may ask for; zero means no bound.
 	MinWrappingTTL time.Duration
 	MaxWrappingTTL time.Duration
+	// CacheMaxStale, when positive, lets edge agents of the zone cache what
+	// this rule lets them read, and serve it for up to this long past their
+	// last sync when the control plane is unreachable (a `cache { max_stale =
+	// "24h" }` block). Zero: nothing under the rule is cached.
+	CacheMaxStale time.Duration
 }
+
+// MaxCacheStale bounds a cache block's max_stale.
+const MaxCacheStale = 30 * 24 * time.Hour
 
 // PathRule is one path block of a policy.
 type PathRule struct {
