@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -20,7 +22,7 @@ func TestRealProcess(t *testing.T) {
 		t.Skip("builds and runs the real binary")
 	}
 	bin := buildBinary(t)
-	cfg, addr, _ := serverFiles(t, "")
+	cfg, addr, db := serverFiles(t, "")
 	proc := startProcess(t, bin, cfg, addr)
 	stop := func() {
 		proc.Process.Signal(syscall.SIGTERM)
@@ -92,6 +94,32 @@ func TestRealProcess(t *testing.T) {
 	}
 	if _, err := appKV.Get(ctx, "app/db"); !errors.As(err, &re) || re.StatusCode != 403 {
 		t.Fatalf("read with a revoked token: %v", err)
+	}
+
+	// logrotate: the audit file is moved away, SIGHUP reopens it at its path,
+	// and the next entries go to the new file.
+	auditFile := filepath.Join(filepath.Dir(db), "audit.log")
+	if err := os.Rename(auditFile, auditFile+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := proc.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := kv.Get(ctx, "app/db"); err != nil {
+			t.Fatal(err)
+		}
+		if raw, err := os.ReadFile(auditFile); err == nil && strings.Contains(string(raw), `"path":"secret/data/app/db"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("after SIGHUP no new audit file was written")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if raw, _ := os.ReadFile(auditFile + ".1"); !strings.Contains(string(raw), `"operation":"update"`) {
+		t.Fatal("the rotated file lost its entries")
 	}
 }
 

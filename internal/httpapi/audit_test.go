@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	vault "github.com/hashicorp/vault/api"
 	"golang.org/x/mod/sumdb/note"
+	sumtlog "golang.org/x/mod/sumdb/tlog"
 
 	"github.com/edgevault/edgevault/internal/audit"
 	"github.com/edgevault/edgevault/internal/audit/leaf"
@@ -214,6 +216,7 @@ func TestAuditLogEndpointsAndDisclosure(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("checkpoint: %d %s", code, body)
 	}
+	body0 := body
 	if _, err := note.Open([]byte(body), note.VerifierList(v)); err != nil {
 		t.Fatalf("checkpoint does not verify: %v\n%s", err, body)
 	}
@@ -222,7 +225,35 @@ func TestAuditLogEndpointsAndDisclosure(t *testing.T) {
 	if code != 200 || len(body) != 32*size {
 		t.Fatalf("tile: %d, %d bytes", code, len(body))
 	}
-	for _, bad := range []string{"inclusion?index=x", "inclusion", "consistency?old=5", "entries?start=3&end=2", "nope"} {
+	// Public leaves, and a consistency proof between two sizes, checked with sumdb's verifier.
+	le, err := ts.client.Logical().ReadWithData("sys/audit-log/entries", map[string][]string{"start": {"0"}, "end": {"2"}})
+	if err != nil || len(le.Data["leaves"].([]any)) != 2 {
+		t.Fatalf("entries: %v %v", le, err)
+	}
+	raw0, _ := base64.StdEncoding.DecodeString(le.Data["leaves"].([]any)[0].(string))
+	if _, err := leaf.ParseLeaf(raw0); err != nil {
+		t.Fatalf("leaf 0: %v", err)
+	}
+	c1, err := ts.client.Logical().ReadWithData("sys/audit-log/consistency", map[string][]string{"old": {"2"}, "new": {strconv.Itoa(size)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw1, _ := base64.StdEncoding.DecodeString(le.Data["leaves"].([]any)[1].(string))
+	oldRoot := sumtlog.NodeHash(sumtlog.RecordHash(raw0), sumtlog.RecordHash(raw1))
+	var proof sumtlog.TreeProof
+	for _, p := range c1.Data["proof"].([]any) {
+		var h sumtlog.Hash
+		b, _ := base64.StdEncoding.DecodeString(p.(string))
+		copy(h[:], b)
+		proof = append(proof, h)
+	}
+	newRoot, _ := base64.StdEncoding.DecodeString(strings.Split(body0, "\n")[2])
+	var nr sumtlog.Hash
+	copy(nr[:], newRoot)
+	if err := sumtlog.CheckTree(proof, int64(size), nr, 2, oldRoot); err != nil {
+		t.Fatalf("consistency 2→%d does not verify: %v", size, err)
+	}
+	for _, bad := range []string{"inclusion?index=x", "inclusion", "consistency?old=5", "entries?start=3&end=2", "entries?start=0&end=5000", "tile/../checkpoint", "tile/0/999", "nope"} {
 		if code, body := ts.raw(t, "GET", "/v1/sys/audit-log/"+bad, ts.root, nil); code != 400 && code != 404 {
 			t.Errorf("%s: %d %s", bad, code, body)
 		}
