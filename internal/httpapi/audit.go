@@ -23,9 +23,9 @@ import (
 
 // Where audit keeps its secrets.
 const (
-	auditSaltKey    = "sys/audit-salt"    // per zone: the HMAC key of its entries
-	auditDevicesKey = "sys/audit-devices" // root: devices enabled through the API
-	auditLogKey     = "sys/audit-log-key" // root: the checkpoint signing key (a note signer key)
+	auditSaltKey    = "sys/audit-salt"      // per zone: the HMAC key of its entries
+	auditDevicesKey = "sys/audit-devices"   // root: devices enabled through the API
+	auditLogKey     = "sys/audit-log-key"   // root: the checkpoint signing key (a note signer key)
 	auditLogState   = "sys/audit-log-state" // root: the last checkpoint this server published
 )
 
