@@ -153,7 +153,10 @@ func runServer(ctx context.Context, e *env, cfg config.Config) error {
 			ln.Close()
 			return fmt.Errorf("listener: load TLS certificate: %w", err)
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		// Agents present their zone certificate (auth/attest/renew, the
+		// sync stream); the handler verifies it against the zone's CA.
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			ClientAuth: tls.RequestClientCert})
 		scheme = "https"
 	} else if host, _, _ := net.SplitHostPort(cfg.Listener.Address); !isLoopback(host) {
 		log.Warn("serving plain HTTP on a non-loopback address: tokens and secrets cross the network in clear", "address", cfg.Listener.Address)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/edgevault/edgevault/internal/attest"
 	"github.com/edgevault/edgevault/internal/audit"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/policy"
@@ -31,7 +32,8 @@ const (
 
 // unsealed is everything that exists only while the barrier is unsealed.
 type unsealed struct {
-	audit *audit.Broker // every zone's requests are audited through it
+	audit  *audit.Broker   // every zone's requests are audited through it
+	attest *attest.Service // agent enrollment and the agent registry, every zone
 	root  *core         // the root zone (operators), on the barrier
 	zones *zone.Store   // the named zones' keys and records
 	bg    context.Context
@@ -148,7 +150,20 @@ func (s *Server) loadCoreLocked(ctx context.Context) error {
 			s.log.Warn("resume rewrap", "zone", name, "err", err)
 		}
 	}
-	s.state.Store(&unsealed{audit: broker, root: root, zones: zones, bg: bg, stop: stop})
+	u := &unsealed{audit: broker, root: root, zones: zones, bg: bg, stop: stop}
+	if u.attest, err = attest.New(attest.Config{TrustDomain: s.cfg.TrustDomain, Logger: s.log, Stores: func(zone string) (storage.Backend, error) {
+		if zone == "" {
+			return s.barrier, nil
+		}
+		if _, err := zones.Get(context.Background(), zone); err != nil {
+			return nil, err
+		}
+		return zones.Backend(zone)
+	}}); err != nil {
+		stop()
+		return err
+	}
+	s.state.Store(u)
 	s.log.Info("unsealed", "mounts", len(root.mounts.Load().entries))
 	return nil
 }
@@ -297,6 +312,9 @@ func (c *core) route(path string) (*route, string, error) {
 		return c.sysRoute(rel), rel, nil
 	case path == "sys":
 		return nil, "", fmt.Errorf("%w: %s", logical.ErrUnsupportedPath, path)
+	case strings.HasPrefix(path, "auth/attest/"):
+		return &route{mountPoint: "auth/attest/", mountType: "attest", serve: serveAttest, sudoPaths: []string{"join-token"}},
+			path[len("auth/attest/"):], nil
 	case strings.HasPrefix(path, "auth/token/"):
 		return &route{mountPoint: "auth/token/", mountType: "token", handler: c.tokens, sudoPaths: []string{"revoke-orphan"}},
 			path[len("auth/token/"):], nil

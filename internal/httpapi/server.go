@@ -45,6 +45,9 @@ type Config struct {
 	SealType string
 	// Audit configures the audit devices; none means nothing is audited.
 	Audit AuditConfig
+	// TrustDomain is the SPIFFE trust domain of agent IDs (default
+	// DefaultTrustDomain).
+	TrustDomain string
 }
 
 // Server is the Vault-compatible API over one barrier. Create it with New.
@@ -72,6 +75,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Version == "" {
 		cfg.Version = "0.1.0"
+	}
+	if cfg.TrustDomain == "" {
+		cfg.TrustDomain = DefaultTrustDomain
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -202,6 +208,10 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		errorf(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not supported", r.Method))
 		return
 	}
+	if unauthenticatedAuth[path] {
+		s.serveCredentialed(c, w, r, path, op, t)
+		return
+	}
 	tok := r.Header.Get("X-Vault-Token")
 	if tok == "" {
 		if a := r.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer ") {
@@ -328,6 +338,32 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		t.resp = resp
 	}
 	writeResponse(w, resp, route.mountType)
+}
+
+// serveCredentialed serves an auth path whose credential is in the request
+// itself (a join token, a client certificate) rather than a Vault token. It
+// is audited like the rest: the request entry is written before anything
+// can change.
+func (s *Server) serveCredentialed(c *core, w http.ResponseWriter, r *http.Request, path string, op logical.Operation, t *trail) {
+	route, rel, err := c.route(path)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	data, err := decodeBody(w, r, s.cfg.MaxRequestSize)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if t != nil {
+		t.entry.Request.MountPoint, t.entry.Request.MountType = route.mountPoint, route.mountType
+		t.entry.Request.Data = data
+		if err := c.logRequest(t); err != nil {
+			s.auditFailed(w, r, err)
+			return
+		}
+	}
+	route.serve(s, c, w, r, &request{Request: logical.Request{Operation: op, Path: rel, MountPoint: route.mountPoint, Data: data, Query: r.URL.Query()}})
 }
 
 // existenceChecker is implemented by handlers that tell create from update,

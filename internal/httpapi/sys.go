@@ -45,6 +45,8 @@ func (c *core) sysRoute(rel string) *route {
 		return sys(serveAuditHash)
 	case strings.HasPrefix(rel, "audit-log/"):
 		return sys(serveAuditLog, "audit-log/disclose")
+	case rel == "agents" || strings.HasPrefix(rel, "agents/"):
+		return sys(serveAgents)
 	case rel == "mounts":
 		return sys(serveMounts)
 	case strings.HasPrefix(rel, "mounts/"):

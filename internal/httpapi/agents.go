@@ -1,0 +1,254 @@
+package httpapi
+
+import (
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/edgevault/edgevault/internal/attest"
+	"github.com/edgevault/edgevault/internal/attest/jointoken"
+	"github.com/edgevault/edgevault/internal/logical"
+)
+
+// DefaultTrustDomain is the SPIFFE trust domain of agent IDs when the
+// configuration names none.
+const DefaultTrustDomain = "edgevault.local"
+
+// Agent enrollment and the agent registry (the edge agent issue):
+//
+//	POST   auth/attest/join-token   {ttl, agent_id}     a single-use join token of the request's zone (sudo)
+//	POST   auth/attest/enroll       {join_token, public_key | csr}   no token: the join token is the credential
+//	POST   auth/attest/renew        {public_key | csr}  with the agent's client certificate (mTLS)
+//	LIST   sys/agents, GET/DELETE sys/agents/:id, POST/DELETE sys/agents/:id/quarantine
+//
+// Every one of them is audited like any request, refusals included.
+
+// unauthenticatedAuth are the auth paths served without a Vault token: their
+// credential is in the request (a join token, a client certificate).
+var unauthenticatedAuth = map[string]bool{"auth/attest/enroll": true, "auth/attest/renew": true}
+
+// serveAttest answers auth/attest/*.
+func serveAttest(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request) {
+	u := s.state.Load()
+	if u == nil {
+		s.writeError(w, r, logical.ErrSealed)
+		return
+	}
+	if req.Operation != logical.UpdateOperation && req.Operation != logical.CreateOperation {
+		s.writeError(w, r, fmt.Errorf("%w: auth/attest/%s takes POST", logical.ErrUnsupportedOperation, req.Path))
+		return
+	}
+	now := time.Now()
+	switch req.Path {
+	case "join-token":
+		var body struct {
+			TTL     string            `json:"ttl"`
+			AgentID string            `json:"agent_id"`
+			Labels  map[string]string `json:"labels"`
+		}
+		if err := remarshal(req.Data, &body); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		var ttl time.Duration
+		if body.TTL != "" {
+			d, err := time.ParseDuration(body.TTL)
+			if err != nil || d <= 0 {
+				s.writeError(w, r, logical.InvalidRequest("ttl %q: expected a positive duration such as \"15m\"", body.TTL))
+				return
+			}
+			ttl = d
+		}
+		tok, info, err := u.attest.CreateJoinToken(r.Context(), c.zone, jointoken.Options{TTL: ttl, AgentID: body.AgentID, Labels: body.Labels}, now)
+		if err != nil {
+			s.writeError(w, r, attestError(err))
+			return
+		}
+		writeResponse(w, &logical.Response{Data: map[string]any{
+			"join_token": tok, "id": info.ID, "zone": zoneLabel(c.zone), "expires_at": info.ExpiresAt.UTC().Format(time.RFC3339),
+			"agent_id": info.AgentID, "attestation": "join token (weak: no hardware evidence)",
+		}}, "token")
+	case "enroll", "renew":
+		var body struct {
+			JoinToken string `json:"join_token"`
+			PublicKey string `json:"public_key"` // base64 PKIX DER
+			CSR       string `json:"csr"`        // PEM
+		}
+		if err := remarshal(req.Data, &body); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		pub, err := agentKey(body.PublicKey, body.CSR)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		var e attest.Enrollment
+		if req.Path == "enroll" {
+			if body.JoinToken == "" {
+				s.writeError(w, r, logical.InvalidRequest("join_token is required"))
+				return
+			}
+			e, err = u.attest.Enroll(r.Context(), c.zone, body.JoinToken, pub, now)
+		} else {
+			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+				s.writeError(w, r, logical.InvalidRequest("renew needs the agent's current certificate as the TLS client certificate"))
+				return
+			}
+			e, err = u.attest.Renew(r.Context(), r.TLS.PeerCertificates, pub, now)
+		}
+		if err != nil {
+			s.writeError(w, r, attestError(err))
+			return
+		}
+		writeResponse(w, &logical.Response{Data: map[string]any{
+			"agent_id": e.Agent.ID, "spiffe_id": e.Agent.Name(u.attest.TrustDomain()).String(), "zone": zoneLabel(e.Agent.Zone),
+			"certificate_chain": string(e.ChainPEM), "ca_certificate": string(e.CAPEM),
+			"expires_at": e.Certificate.NotAfter.UTC().Format(time.RFC3339), "attestation": string(e.Agent.Strength),
+		}}, "token")
+	default:
+		s.writeError(w, r, fmt.Errorf("%w: auth/attest/%s", logical.ErrUnsupportedPath, req.Path))
+	}
+}
+
+// agentKey reads the agent's public key from base64 PKIX DER or a PEM CSR.
+func agentKey(pkix, csrPEM string) (any, error) {
+	switch {
+	case pkix != "" && csrPEM != "":
+		return nil, logical.InvalidRequest("give public_key or csr, not both")
+	case pkix != "":
+		der, err := base64.StdEncoding.DecodeString(pkix)
+		if err != nil {
+			return nil, logical.InvalidRequest("public_key: not base64: %v", err)
+		}
+		pub, err := x509.ParsePKIXPublicKey(der)
+		if err != nil {
+			return nil, logical.InvalidRequest("public_key: not a PKIX public key: %v", err)
+		}
+		return pub, nil
+	case csrPEM != "":
+		blk, _ := pem.Decode([]byte(csrPEM))
+		if blk == nil || blk.Type != "CERTIFICATE REQUEST" {
+			return nil, logical.InvalidRequest("csr: expected a PEM CERTIFICATE REQUEST")
+		}
+		pub, err := attest.ParseCSR(blk.Bytes)
+		if err != nil {
+			return nil, logical.InvalidRequest("csr: %v", err)
+		}
+		return pub, nil
+	}
+	return nil, logical.InvalidRequest("public_key (base64 PKIX DER of an ECDSA P-256 key) or csr is required")
+}
+
+// attestError maps the attest package's refusals onto API errors that say
+// exactly what was refused (400), keeping internal failures internal.
+func attestError(err error) error {
+	for _, e := range []error{
+		jointoken.ErrTokenUnknown, jointoken.ErrTokenExpired, jointoken.ErrTokenUsed, jointoken.ErrTokenZone,
+		jointoken.ErrTokenNotYetValid, jointoken.ErrInvalidOptions, attest.ErrCertZone, attest.ErrCertExpired,
+		attest.ErrCertNotYetValid, attest.ErrCertInvalid, attest.ErrNoCA, attest.ErrAgentUnknown,
+		attest.ErrAgentQuarantined, attest.ErrAgentRevoked, attest.ErrCertSuperseded, attest.ErrInvalidAgentID,
+		attest.ErrInvalidKey, attest.ErrAttestation,
+	} {
+		if errors.Is(err, e) {
+			return logical.InvalidRequest("%s", strings.TrimPrefix(err.Error(), "attest: "))
+		}
+	}
+	return err
+}
+
+// zoneLabel names a zone for people: "" is the root zone.
+func zoneLabel(z string) string {
+	if z == "" {
+		return "root"
+	}
+	return z
+}
+
+// serveAgents answers sys/agents and sys/agents/:id[/quarantine].
+func serveAgents(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request) {
+	u := s.state.Load()
+	if u == nil {
+		s.writeError(w, r, logical.ErrSealed)
+		return
+	}
+	reg := u.attest.Agents()
+	rest := strings.Trim(strings.TrimPrefix(req.Path, "agents"), "/")
+	id, sub, _ := strings.Cut(rest, "/")
+	ctx := r.Context()
+	switch {
+	case id == "" && (req.Operation == logical.ListOperation || req.Operation == logical.ReadOperation):
+		agents, err := reg.List(ctx, c.zone)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		keys := make([]string, 0, len(agents))
+		info := map[string]any{}
+		for _, a := range agents {
+			keys = append(keys, a.ID)
+			info[a.ID] = agentOutput(a, u.attest.TrustDomain())
+		}
+		writeResponse(w, &logical.Response{Data: map[string]any{"keys": keys, "key_info": info}}, "system")
+	case id != "" && sub == "" && req.Operation == logical.ReadOperation:
+		a, err := reg.Get(ctx, c.zone, id)
+		if err != nil {
+			s.writeError(w, r, agentLookupError(err, id))
+			return
+		}
+		writeResponse(w, &logical.Response{Data: agentOutput(a, u.attest.TrustDomain())}, "system")
+	case id != "" && sub == "" && req.Operation == logical.DeleteOperation:
+		if err := reg.Delete(ctx, c.zone, id); err != nil {
+			s.writeError(w, r, agentLookupError(err, id))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case id != "" && sub == "quarantine" && (req.Operation == logical.UpdateOperation || req.Operation == logical.CreateOperation || req.Operation == logical.DeleteOperation):
+		status, reason := attest.StatusQuarantined, ""
+		if v, ok := req.Data["reason"].(string); ok {
+			reason = v
+		}
+		if req.Operation == logical.DeleteOperation {
+			status, reason = attest.StatusActive, "released by an operator"
+		}
+		a, err := reg.SetStatus(ctx, c.zone, id, status, reason, time.Now())
+		if err != nil {
+			s.writeError(w, r, agentLookupError(err, id))
+			return
+		}
+		writeResponse(w, &logical.Response{Data: agentOutput(a, u.attest.TrustDomain())}, "system")
+	default:
+		s.writeError(w, r, fmt.Errorf("%w: sys/%s takes LIST, GET, DELETE, or POST/DELETE on :id/quarantine", logical.ErrUnsupportedOperation, req.Path))
+	}
+}
+
+func agentLookupError(err error, id string) error {
+	if errors.Is(err, attest.ErrAgentUnknown) {
+		return fmt.Errorf("%w: agent %q", logical.ErrNotFound, id)
+	}
+	return attestError(err)
+}
+
+// agentOutput is what sys/agents shows of an agent. The attestation
+// strength is spelled out: a join token is weaker than hardware evidence.
+func agentOutput(a attest.Agent, td string) map[string]any {
+	out := map[string]any{
+		"id": a.ID, "zone": zoneLabel(a.Zone), "spiffe_id": a.Name(td).String(), "status": string(a.Status),
+		"attestation_method": a.Method, "attestation_strength": string(a.Strength),
+		"cert_serial": a.CertSerial, "cert_expiry": a.CertNotAfter.UTC().Format(time.RFC3339),
+		"enrolled_at": a.EnrolledAt.UTC().Format(time.RFC3339), "cache_watermark": a.AckedSeq, "status_reason": a.StatusReason,
+		"last_seen": "",
+	}
+	if a.Method == attest.MethodJoinToken {
+		out["attestation_strength"] = string(a.Strength) + " (join token: no hardware evidence)"
+	}
+	if !a.LastSeen.IsZero() {
+		out["last_seen"] = a.LastSeen.UTC().Format(time.RFC3339)
+	}
+	return out
+}
