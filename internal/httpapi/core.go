@@ -34,10 +34,10 @@ const (
 type unsealed struct {
 	audit  *audit.Broker   // every zone's requests are audited through it
 	attest *attest.Service // agent enrollment and the agent registry, every zone
-	root  *core         // the root zone (operators), on the barrier
-	zones *zone.Store   // the named zones' keys and records
-	bg    context.Context
-	stop  context.CancelFunc
+	root   *core           // the root zone (operators), on the barrier
+	zones  *zone.Store     // the named zones' keys and records
+	bg     context.Context
+	stop   context.CancelFunc
 
 	mu    sync.Mutex // serialises loading and dropping named zones
 	named sync.Map   // zone name → *core, the named zones loaded so far; read without mu
