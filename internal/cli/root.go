@@ -93,6 +93,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newStatusCmd(e),
 		newZoneCmd(e),
 		newAuditCmd(e),
+		newAgentCmd(e),
 	)
 	return root
 }

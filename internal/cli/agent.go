@@ -1,0 +1,184 @@
+package cli
+
+// This file holds "edgevault agent": the operator's side of edge agents —
+// single-use join tokens to enroll one, and the zone's agent registry
+// (list, read, quarantine, release, delete). An agent acts in one zone;
+// -zone (or -namespace) picks it.
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newAgentCmd(e *env) *cobra.Command {
+	var cf clientFlags
+	var zone string
+	cmd := newGroupCmd("agent", "Enroll edge agents and manage a zone's agent registry",
+		`Create join tokens that enroll edge agents into a zone, and list, inspect,
+quarantine, release or delete the zone's agents. -zone names the zone (the
+same as -namespace); a zone token with sudo on auth/attest/join-token is
+needed to create join tokens.`,
+		newAgentJoinTokenCmd(e, &cf, &zone),
+		newAgentListCmd(e, &cf, &zone),
+		newAgentReadCmd(e, &cf, &zone),
+		newAgentStatusCmd(e, &cf, &zone, "quarantine", "Quarantine an agent: it is refused until released", true),
+		newAgentStatusCmd(e, &cf, &zone, "release", "Release a quarantined agent", false),
+		newAgentDeleteCmd(e, &cf, &zone),
+	)
+	addClientFlags(cmd, &cf)
+	cmd.PersistentFlags().StringVar(&zone, "zone", "", "the agents' zone (same as -namespace)")
+	return cmd
+}
+
+// agentConn connects in the zone -zone names, if any.
+func agentConn(e *env, cf *clientFlags, zone string, check error) (*conn, error) {
+	if zone != "" {
+		if cf.namespace != "" && cf.namespace != zone {
+			check = usagef("-zone %q and -namespace %q disagree", zone, cf.namespace)
+		}
+		cf.namespace = zone
+	}
+	return cf.connectAfter(e, check)
+}
+
+func newAgentJoinTokenCmd(e *env, cf *clientFlags, zone *string) *cobra.Command {
+	var ttl time.Duration
+	var agentID string
+	cmd := &cobra.Command{
+		Use:   "join-token -zone ZONE [-ttl 15m] [-agent-id ID]",
+		Short: "Create a single-use join token that enrolls one agent into the zone",
+		Long: `Create a single-use, short-lived join token bound to the zone. The agent
+presents it once, with the public key it generated, and receives a
+certificate from the zone's CA. Join tokens are the weakest attestation: they
+prove possession of a secret, not of hardware (status output says so).`,
+		Args: argsBetween(0, 0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var check error
+			if ttl <= 0 || ttl > 24*time.Hour {
+				check = usagef("-ttl %s: must be more than 0 and at most 24h", ttl)
+			}
+			c, err := agentConn(e, cf, *zone, check)
+			if err != nil {
+				return err
+			}
+			body := map[string]any{"ttl": ttl.String()}
+			if agentID != "" {
+				body["agent_id"] = agentID
+			}
+			s, err := c.api.Logical().WriteWithContext(cmd.Context(), "auth/attest/join-token", body)
+			if err != nil {
+				return c.fail("create join token", err)
+			}
+			return c.printSecret(s)
+		},
+	}
+	cmd.Flags().DurationVar(&ttl, "ttl", 15*time.Minute, "how long the token can be used")
+	cmd.Flags().StringVar(&agentID, "agent-id", "", "the ID the enrolling agent gets (default: a random one)")
+	return cmd
+}
+
+func newAgentListCmd(e *env, cf *clientFlags, zone *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list -zone ZONE",
+		Short: "List the zone's agents",
+		Args:  argsBetween(0, 0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := agentConn(e, cf, *zone, nil)
+			if err != nil {
+				return err
+			}
+			s, err := c.readRaw(cmd.Context(), "sys/agents", true)
+			if err != nil {
+				return c.fail("list agents", err)
+			}
+			if c.json() {
+				return printJSON(c.out, s.Data)
+			}
+			info, _ := s.Data["key_info"].(map[string]any)
+			ids := make([]string, 0, len(info))
+			for id := range info {
+				ids = append(ids, id)
+			}
+			sort.Strings(ids)
+			rows := [][]string{{"ID", "Status", "Attestation", "Cert expiry", "Last seen"}}
+			for _, id := range ids {
+				a, _ := info[id].(map[string]any)
+				rows = append(rows, []string{id, fmt.Sprint(a["status"]), fmt.Sprint(a["attestation_strength"]), fmt.Sprint(a["cert_expiry"]), fmt.Sprint(a["last_seen"])})
+			}
+			for _, r := range rows {
+				fmt.Fprintln(c.out, strings.Join(r, "\t"))
+			}
+			return nil
+		},
+	}
+}
+
+func newAgentReadCmd(e *env, cf *clientFlags, zone *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "read -zone ZONE ID",
+		Short: "Show an agent: attestation, certificate, last seen, cache watermark, status",
+		Args:  argsBetween(1, 1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := agentConn(e, cf, *zone, nil)
+			if err != nil {
+				return err
+			}
+			s, err := c.readRaw(cmd.Context(), "sys/agents/"+args[0], false)
+			if err != nil {
+				return c.fail("read agent "+args[0], err)
+			}
+			return c.printSecret(s)
+		},
+	}
+}
+
+func newAgentStatusCmd(e *env, cf *clientFlags, zone *string, use, short string, quarantine bool) *cobra.Command {
+	var reason string
+	cmd := &cobra.Command{
+		Use:   use + " -zone ZONE ID",
+		Short: short,
+		Args:  argsBetween(1, 1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := agentConn(e, cf, *zone, nil)
+			if err != nil {
+				return err
+			}
+			path := "sys/agents/" + args[0] + "/quarantine"
+			if quarantine {
+				_, err = c.api.Logical().WriteWithContext(cmd.Context(), path, map[string]any{"reason": reason})
+			} else {
+				_, err = c.api.Logical().DeleteWithContext(cmd.Context(), path)
+			}
+			if err != nil {
+				return c.fail(use+" agent "+args[0], err)
+			}
+			return c.success("Agent %s: %s", args[0], map[bool]string{true: "quarantined", false: "released"}[quarantine])
+		},
+	}
+	if quarantine {
+		cmd.Flags().StringVar(&reason, "reason", "", "why (kept in the registry)")
+	}
+	return cmd
+}
+
+func newAgentDeleteCmd(e *env, cf *clientFlags, zone *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete -zone ZONE ID",
+		Short: "Delete an agent from the registry (its certificate is refused from then on)",
+		Args:  argsBetween(1, 1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := agentConn(e, cf, *zone, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := c.api.Logical().DeleteWithContext(cmd.Context(), "sys/agents/"+args[0]); err != nil {
+				return c.fail("delete agent "+args[0], err)
+			}
+			return c.success("Deleted agent %s", args[0])
+		},
+	}
+}
