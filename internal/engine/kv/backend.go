@@ -29,11 +29,17 @@ type Options struct {
 	// Logger receives operational messages, never secret values; nil
 	// discards them.
 	Logger *slog.Logger
+	// OnChange, when set, is called after every committed change to a
+	// secret (a write, a delete or undelete, a destroy, a metadata change)
+	// with the secret's path relative to the mount. The edge agents' sync
+	// feed hangs on it. It must not block.
+	OnChange func(path string)
 }
 
 // Backend is one KV version 2 mount. It is safe for concurrent use.
 type Backend struct {
 	store    storage.Backend
+	onChange func(path string)
 	clock    func() time.Time
 	log      *slog.Logger
 	configMu sync.Mutex
@@ -45,7 +51,7 @@ var _ logical.Handler = (*Backend)(nil)
 // New returns the engine for one mount. b must already be confined to the
 // mount (a storage.View) and encrypted by the barrier; New does no I/O.
 func New(b storage.Backend, opts Options) *Backend {
-	kb := &Backend{store: b, clock: opts.Clock, log: opts.Logger}
+	kb := &Backend{store: b, clock: opts.Clock, log: opts.Logger, onChange: opts.OnChange}
 	if kb.clock == nil {
 		kb.clock = time.Now
 	}
@@ -169,10 +175,14 @@ func (b *Backend) loadVersionData(ctx context.Context, key string, n uint64) ([]
 	return data, nil
 }
 
-// commit applies ops as one transaction.
-func (b *Backend) commit(ctx context.Context, ops []storage.Op) error {
+// commit applies ops as one transaction; key, when not "", names the
+// secret they change, for OnChange.
+func (b *Backend) commit(ctx context.Context, key string, ops []storage.Op) error {
 	if err := b.store.Txn(ctx, ops); err != nil {
 		return fmt.Errorf("kv: write: %w", err)
+	}
+	if key != "" && b.onChange != nil {
+		b.onChange(key)
 	}
 	return nil
 }

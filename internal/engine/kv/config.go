@@ -127,7 +127,7 @@ func (b *Backend) writeConfig(ctx context.Context, req *logical.Request) (*logic
 	if err != nil {
 		return nil, fmt.Errorf("kv: encode config: %w", err)
 	}
-	if err := b.commit(ctx, []storage.Op{{Kind: storage.OpPut, Key: configKey, Value: raw}}); err != nil {
+	if err := b.commit(ctx, "", []storage.Op{{Kind: storage.OpPut, Key: configKey, Value: raw}}); err != nil {
 		return nil, err
 	}
 	return nil, nil

@@ -202,7 +202,7 @@ func (b *Backend) writeData(ctx context.Context, req *logical.Request, key strin
 		}
 	}
 	ops, vm := b.addVersion(key, m, cfg, encoded, now)
-	if err := b.commit(ctx, ops); err != nil {
+	if err := b.commit(ctx, key, ops); err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: versionInfo(&vm, m.custom)}, nil
@@ -288,7 +288,7 @@ func (b *Backend) deleteLatest(ctx context.Context, key string) (*logical.Respon
 		return nil, nil
 	}
 	vm.deletion = now
-	return nil, b.commit(ctx, []storage.Op{putMetaOp(key, m)})
+	return nil, b.commit(ctx, key, []storage.Op{putMetaOp(key, m)})
 }
 
 // mergePatch applies an RFC 7396 JSON merge patch to target and returns

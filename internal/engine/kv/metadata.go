@@ -215,7 +215,7 @@ func (b *Backend) writeMetadata(ctx context.Context, req *logical.Request, key s
 			return nil, err
 		}
 	}
-	if err := b.commit(ctx, []storage.Op{putMetaOp(key, m)}); err != nil {
+	if err := b.commit(ctx, key, []storage.Op{putMetaOp(key, m)}); err != nil {
 		return nil, err
 	}
 	return resp, nil
@@ -238,5 +238,5 @@ func (b *Backend) deleteMetadata(ctx context.Context, key string) (*logical.Resp
 		}
 	}
 	ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: metaKey(key)})
-	return nil, b.commit(ctx, ops)
+	return nil, b.commit(ctx, key, ops)
 }

@@ -69,5 +69,5 @@ func (b *Backend) handleVersions(ctx context.Context, req *logical.Request, acti
 		return nil, nil
 	}
 	ops = append(ops, putMetaOp(key, m))
-	return nil, b.commit(ctx, ops)
+	return nil, b.commit(ctx, key, ops)
 }
