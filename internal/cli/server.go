@@ -155,8 +155,9 @@ func runServer(ctx context.Context, e *env, cfg config.Config) error {
 		}
 		// Agents present their zone certificate (auth/attest/renew, the
 		// sync stream); the handler verifies it against the zone's CA.
+		// HTTP/2 as well: the agents' sync stream needs it.
 		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
-			ClientAuth: tls.RequestClientCert})
+			ClientAuth: tls.RequestClientCert, NextProtos: []string{"h2", "http/1.1"}})
 		scheme = "https"
 	} else if host, _, _ := net.SplitHostPort(cfg.Listener.Address); !isLoopback(host) {
 		log.Warn("serving plain HTTP on a non-loopback address: tokens and secrets cross the network in clear", "address", cfg.Listener.Address)
