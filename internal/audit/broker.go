@@ -464,7 +464,18 @@ func (b *Broker) submit(rec *record) (uint64, error) {
 func (b *Broker) lead(cur *batch) error {
 	// Let the callers already running queue their entries first: one write
 	// for many entries costs about what a write for one does.
-	runtime.Gosched()
+	for range 3 {
+		b.mu.Lock()
+		n := len(cur.recs)
+		b.mu.Unlock()
+		runtime.Gosched()
+		b.mu.Lock()
+		grew := len(cur.recs) > n
+		b.mu.Unlock()
+		if !grew {
+			break
+		}
+	}
 	b.mu.Lock()
 	if b.open == cur {
 		b.open = newBatch()
