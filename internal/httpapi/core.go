@@ -15,6 +15,7 @@ import (
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/policy"
 	"github.com/edgevault/edgevault/internal/storage"
+	"github.com/edgevault/edgevault/internal/syncproto"
 	"github.com/edgevault/edgevault/internal/token"
 	"github.com/edgevault/edgevault/internal/zone"
 )
@@ -32,8 +33,11 @@ const (
 
 // unsealed is everything that exists only while the barrier is unsealed.
 type unsealed struct {
-	audit  *audit.Broker   // every zone's requests are audited through it
-	attest *attest.Service // agent enrollment and the agent registry, every zone
+	audit   *audit.Broker     // every zone's requests are audited through it
+	attest  *attest.Service   // agent enrollment and the agent registry, every zone
+	feed    *syncproto.Feed   // cacheable changes, per zone, for the agents
+	sync    *syncproto.Server // the agents' sync streams
+	changes chan kvChange     // committed KV changes waiting to be published
 	root   *core           // the root zone (operators), on the barrier
 	zones  *zone.Store     // the named zones' keys and records
 	bg     context.Context
@@ -95,7 +99,7 @@ func (s *Server) newCore(ctx, bg context.Context, name string, store storage.Bac
 	if err != nil {
 		return nil, err
 	}
-	mt, err := s.buildMountTable(store, entries)
+	mt, err := s.buildMountTable(name, store, entries)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +167,10 @@ func (s *Server) loadCoreLocked(ctx context.Context) error {
 		stop()
 		return err
 	}
+	u.feed = syncproto.NewFeed(0)
+	u.changes = make(chan kvChange, 4096)
+	u.sync = &syncproto.Server{Feed: u.feed, Authorize: s.authorizeAgent(u), Snapshot: s.zoneSnapshot(u), OnAck: s.agentAcked(u), Logger: s.log}
+	go s.publish(u)
 	s.state.Store(u)
 	s.log.Info("unsealed", "mounts", len(root.mounts.Load().entries))
 	return nil
@@ -278,6 +286,7 @@ func (s *Server) zoneCore(ctx context.Context, u *unsealed, name string) (*core,
 // dropCoreLocked forgets the unsealed state. s.mu is held.
 func (s *Server) dropCoreLocked() {
 	if u := s.state.Swap(nil); u != nil {
+		u.sync.Shutdown()
 		u.stop()
 	}
 }

@@ -97,14 +97,19 @@ func writeMountTable(ctx context.Context, b storage.Backend, entries []*mountEnt
 	return nil
 }
 
-// buildMountTable starts an engine for each stored entry, over store.
-func (s *Server) buildMountTable(store storage.Backend, entries []*mountEntry) (*mountTable, error) {
+// buildMountTable starts an engine for each stored entry of zone, over store.
+func (s *Server) buildMountTable(zone string, store storage.Backend, entries []*mountEntry) (*mountTable, error) {
 	t := &mountTable{}
 	for _, e := range entries {
 		cp := *e
 		switch cp.Type {
 		case "kv":
-			cp.handler = kv.New(storage.NewView(store, enginePrefix+cp.UUID+"/"), kv.Options{Logger: s.log})
+			onChange := func(key string) {
+				if u := s.state.Load(); u != nil {
+					u.kvChanged(zone, cp.Path, key)
+				}
+			}
+			cp.handler = kv.New(storage.NewView(store, enginePrefix+cp.UUID+"/"), kv.Options{Logger: s.log, OnChange: onChange})
 		default:
 			return nil, fmt.Errorf("mount %q: unknown engine type %q", cp.Path, cp.Type)
 		}
@@ -334,7 +339,7 @@ func (s *Server) disableMount(ctx context.Context, c *core, path string) error {
 // replaceMountsLocked persists the zone's new mount table and swaps it in.
 // s.mu is held.
 func (s *Server) replaceMountsLocked(ctx context.Context, c *core, entries []*mountEntry) error {
-	mt, err := s.buildMountTable(c.store, entries)
+	mt, err := s.buildMountTable(c.zone, c.store, entries)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/policy"
 	"github.com/edgevault/edgevault/internal/storage"
+	"github.com/edgevault/edgevault/internal/syncproto"
 	"github.com/edgevault/edgevault/internal/token"
 )
 
@@ -156,6 +157,16 @@ func (s *Server) InitDev(ctx context.Context, rootTokenID string) (rootToken str
 // ServeHTTP routes one request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw := r.URL.Path
+	if raw == syncproto.Path {
+		// An agent's sync stream: its client certificate is the credential.
+		u := s.state.Load()
+		if u == nil || s.barrier.Sealed() {
+			s.writeError(w, r, barrier.ErrSealed)
+			return
+		}
+		u.sync.ServeHTTP(w, r)
+		return
+	}
 	if !strings.HasPrefix(raw, "/v1/") {
 		errorf(w, http.StatusNotFound, "unsupported path: API paths start with /v1/")
 		return

@@ -1,0 +1,225 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/edgevault/edgevault/internal/audit"
+	"github.com/edgevault/edgevault/internal/logical"
+	"github.com/edgevault/edgevault/internal/policy"
+	"github.com/edgevault/edgevault/internal/syncproto"
+)
+
+// The agents' sync stream (syncproto.Path): an enrolled agent opens it with
+// its zone certificate and follows its zone's feed of cacheable secrets.
+//
+// What a zone's agents may cache is what the zone's policies mark with a
+// cache block (policy.ACL.CacheMaxStale): every committed change to a KV
+// secret is looked up again by one publisher goroutine, in order, and
+// published as an Upsert (the secret's current version, as the read API
+// returns it, with its metadata) or a Delete.
+
+// kvChange is one committed change to a KV secret, for the publisher.
+type kvChange struct {
+	zone, mount, key string
+}
+
+// kvChanged queues a change for the publisher (kv.Options.OnChange). It is
+// called with the secret's write lock held, so it only queues.
+func (u *unsealed) kvChanged(zone, mount, key string) {
+	select {
+	case u.changes <- kvChange{zone, mount, key}:
+	case <-u.bg.Done():
+	}
+}
+
+// publish turns queued changes into feed events until ctx ends.
+func (s *Server) publish(u *unsealed) {
+	for {
+		select {
+		case <-u.bg.Done():
+			return
+		case ch := <-u.changes:
+			if err := s.publishChange(u.bg, u, ch); err != nil && !errors.Is(err, context.Canceled) {
+				s.log.Warn("sync: publish a change", "zone", ch.zone, "mount", ch.mount, "err", err)
+			}
+		}
+	}
+}
+
+func (s *Server) publishChange(ctx context.Context, u *unsealed, ch kvChange) error {
+	c, err := s.zoneCore(ctx, u, ch.zone)
+	if err != nil {
+		return err
+	}
+	ev, cacheable, err := c.secretEvent(ctx, ch.mount, ch.key)
+	if err != nil || !cacheable {
+		return err
+	}
+	_, err = u.feed.Publish(ch.zone, ev)
+	return err
+}
+
+// cacheACL is the zone's policies merged: what agents of the zone may cache.
+func (c *core) cacheACL(ctx context.Context) (interface {
+	CacheMaxStale(string) (time.Duration, bool)
+}, error) {
+	names, err := c.policies.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// "root" grants everything and marks nothing cacheable: leave it out.
+	names = slices.DeleteFunc(names, func(n string) bool { return n == policy.RootName })
+	return c.policies.ACL(ctx, names)
+}
+
+// secretEvent reads a KV v2 secret's current state as an agent will serve
+// it. cacheable is false when no policy of the zone lets agents cache it.
+func (c *core) secretEvent(ctx context.Context, mount, key string) (syncproto.Event, bool, error) {
+	acl, err := c.cacheACL(ctx)
+	if err != nil {
+		return syncproto.Event{}, false, err
+	}
+	maxStale, ok := acl.CacheMaxStale(mount + "data/" + key)
+	if !ok {
+		return syncproto.Event{}, false, nil
+	}
+	m := c.mounts.Load().exact(mount)
+	if m == nil {
+		return syncproto.Event{}, false, fmt.Errorf("mount %q is gone", mount)
+	}
+	path := mount + key
+	read := func(p string) (*logical.Response, error) {
+		return m.handler.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: p, MountPoint: mount})
+	}
+	meta, err := read("metadata/" + key)
+	if errors.Is(err, logical.ErrNotFound) || (err == nil && meta == nil) {
+		return syncproto.Event{Kind: syncproto.Delete, Path: path}, true, nil
+	}
+	if err != nil {
+		return syncproto.Event{}, false, err
+	}
+	data, err := read("data/" + key)
+	if errors.Is(err, logical.ErrNotFound) || (err == nil && (data == nil || data.StatusCode == http.StatusNotFound)) {
+		// Deleted or destroyed current version: agents drop it.
+		return syncproto.Event{Kind: syncproto.Delete, Path: path}, true, nil
+	}
+	if err != nil {
+		return syncproto.Event{}, false, err
+	}
+	rawData, err := json.Marshal(data.Data)
+	if err != nil {
+		return syncproto.Event{}, false, err
+	}
+	rawMeta, err := json.Marshal(meta.Data)
+	if err != nil {
+		return syncproto.Event{}, false, err
+	}
+	version := 0
+	if cv, ok := meta.Data["current_version"]; ok {
+		fmt.Sscan(fmt.Sprint(cv), &version)
+	}
+	return syncproto.Event{Kind: syncproto.Upsert, Path: path, Version: version, Data: rawData, Metadata: rawMeta, MaxStale: maxStale}, true, nil
+}
+
+// zoneSnapshot is the zone's whole cacheable state, for an agent that
+// needs a full resync.
+func (s *Server) zoneSnapshot(u *unsealed) syncproto.SnapshotFunc {
+	return func(ctx context.Context, zone string) (uint64, []syncproto.Event, error) {
+		seq := u.feed.Head(zone) // every later change is published after this
+		c, err := s.zoneCore(ctx, u, zone)
+		if err != nil {
+			return 0, nil, err
+		}
+		var events []syncproto.Event
+		for _, m := range c.mounts.Load().entries {
+			if m.Type != "kv" {
+				continue
+			}
+			keys, err := listAll(ctx, m.handler, m.Path, "")
+			if err != nil {
+				return 0, nil, err
+			}
+			for _, k := range keys {
+				ev, ok, err := c.secretEvent(ctx, m.Path, k)
+				if err != nil {
+					return 0, nil, err
+				}
+				if ok && ev.Kind == syncproto.Upsert {
+					events = append(events, ev)
+				}
+			}
+		}
+		return seq, events, nil
+	}
+}
+
+// listAll lists every key under prefix of a KV v2 mount, recursively.
+func listAll(ctx context.Context, h logical.Handler, mount, prefix string) ([]string, error) {
+	resp, err := h.HandleRequest(ctx, &logical.Request{Operation: logical.ListOperation, Path: "metadata/" + prefix, MountPoint: mount})
+	if errors.Is(err, logical.ErrNotFound) || resp == nil {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := resp.Data["keys"].([]string)
+	var out []string
+	for _, k := range raw {
+		if strings.HasSuffix(k, "/") {
+			sub, err := listAll(ctx, h, mount, prefix+k)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, sub...)
+			continue
+		}
+		out = append(out, prefix+k)
+	}
+	return out, nil
+}
+
+// authorizeAgent identifies the agent behind a sync stream from its client
+// certificate, checked against its zone's CA and the registry, and audits
+// the stream's opening (or its refusal) in the agent's zone.
+func (s *Server) authorizeAgent(u *unsealed) syncproto.AuthorizeFunc {
+	return func(r *http.Request) (string, string, error) {
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			return "", "", errors.New("a client certificate is required")
+		}
+		a, err := u.attest.Authorize(r.Context(), r.TLS.PeerCertificates, time.Now())
+		entry := &audit.Entry{Time: time.Now(), Type: audit.TypeRequest, Request: &audit.Request{
+			ID: newRequestID(), Operation: "update", Path: strings.TrimPrefix(syncproto.Path, "/v1/"), Namespace: a.Zone,
+			MountType: "system", MountPoint: "sys/", RemoteAddress: r.RemoteAddr,
+		}}
+		if err == nil {
+			entry.Auth = &audit.Auth{DisplayName: "agent-" + a.ID, Metadata: map[string]string{"agent_id": a.ID, "attestation": string(a.Strength)}}
+		} else {
+			entry.Error = strings.TrimPrefix(err.Error(), "attest: ")
+		}
+		if c, cerr := s.zoneCore(r.Context(), u, a.Zone); cerr == nil {
+			if _, aerr := u.audit.LogEntry(entry, c.salt); aerr != nil {
+				return "", "", fmt.Errorf("audit: %w", aerr)
+			}
+		}
+		if err != nil {
+			return "", "", err
+		}
+		return a.ID, a.Zone, nil
+	}
+}
+
+// agentAcked records an agent's ack (its cache watermark) in the registry.
+func (s *Server) agentAcked(u *unsealed) func(agentID, zone string, seq uint64) {
+	return func(agentID, zone string, seq uint64) {
+		if _, err := u.attest.Agents().Ack(u.bg, zone, agentID, seq, time.Now()); err != nil {
+			s.log.Warn("sync: record an ack", "agent", agentID, "zone", zone, "err", err)
+		}
+	}
+}

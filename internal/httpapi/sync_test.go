@@ -1,0 +1,164 @@
+package httpapi_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/edgevault/edgevault/internal/syncproto"
+)
+
+// An enrolled agent follows its zone's feed over mTLS: it receives exactly
+// the secrets the zone's policies let agents cache, as they change.
+func TestAgentSyncStream(t *testing.T) {
+	ts, file, _ := auditedServer(t)
+	if _, err := ts.client.Logical().Write("sys/zones/edge-1", map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	zt, err := ts.client.Logical().Write("sys/zones/edge-1/root-token", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := ts.newClient(t, zt.Auth.ClientToken)
+	z.SetNamespace("edge-1")
+	if err := z.Sys().PutPolicy("edge-cache", `
+path "secret/data/app/*" {
+  capabilities = ["read"]
+  cache { max_stale = "24h" }
+}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := z.KVv2("secret").Put(t.Context(), "app/db", map[string]any{"password": "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := z.KVv2("secret").Put(t.Context(), "private/key", map[string]any{"k": "never cached"}); err != nil {
+		t.Fatal(err)
+	}
+	jt, err := z.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": "node-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, pub := newAgentKey(t)
+	anon := ts.newClient(t, "")
+	anon.SetNamespace("edge-1")
+	en, err := anon.Logical().Write("auth/attest/enroll", map[string]any{"join_token": jt.Data["join_token"], "public_key": pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var certs [][]byte
+	rest := []byte(en.Data["certificate_chain"].(string))
+	for {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		certs = append(certs, blk.Bytes)
+	}
+
+	srv := httptest.NewUnstartedServer(ts.srv.Handler())
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+
+	var (
+		mu     sync.Mutex
+		got    = map[string]syncproto.Event{}
+		acked  uint64
+		states []syncproto.State
+	)
+	cl := &syncproto.Client{
+		URL:       srv.URL + syncproto.Path,
+		TLSConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{{Certificate: certs, PrivateKey: key}}},
+		From:      func() uint64 { mu.Lock(); defer mu.Unlock(); return acked },
+		Apply: func(evs []syncproto.Event) (uint64, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, ev := range evs {
+				got[ev.Path] = ev
+				acked = max(acked, ev.Seq)
+			}
+			return acked, nil
+		},
+		OnState: func(s syncproto.State, _ error) { mu.Lock(); states = append(states, s); mu.Unlock() },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { cl.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			mu.Lock()
+			yes := ok()
+			mu.Unlock()
+			if yes {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; got %v", what, got)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFor("app/db v1", func() bool { ev, ok := got["secret/app/db"]; return ok && ev.Version == 1 })
+	if _, err := z.KVv2("secret").Put(t.Context(), "app/db", map[string]any{"password": "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("app/db v2", func() bool {
+		ev := got["secret/app/db"]
+		return ev.Version == 2 && strings.Contains(string(ev.Data), `"password":"v2"`) && ev.MaxStale == 24*time.Hour
+	})
+	if err := z.KVv2("secret").Delete(t.Context(), "app/db"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("app/db deleted", func() bool { return got["secret/app/db"].Kind == syncproto.Delete })
+	mu.Lock()
+	if _, ok := got["secret/private/key"]; ok {
+		t.Error("a secret no cache block covers reached the agent")
+	}
+	mu.Unlock()
+	// The registry shows the agent's watermark.
+	waitFor("the ack in the registry", func() bool {
+		a, err := z.Logical().Read("sys/agents/node-a")
+		return err == nil && fmt.Sprint(a.Data["cache_watermark"]) != "0"
+	})
+
+	// A quarantined agent's stream is refused.
+	if _, err := z.Logical().Write("sys/agents/node-a/quarantine", map[string]any{"reason": "test"}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	hc := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: cl.TLSConfig.Clone()}}
+	resp, err := hc.Post(srv.URL+syncproto.Path, syncproto.ContentType, strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a quarantined agent's stream: %d, want 403", resp.StatusCode)
+	}
+	raw := readEntries(t, file)
+	opened := 0
+	for _, e := range raw {
+		if r, _ := e["request"].(map[string]any); r != nil && r["path"] == "sys/agents/sync" {
+			opened++
+		}
+	}
+	if opened < 2 {
+		t.Fatalf("the sync stream's opening and refusal are not both audited (%d entries)", opened)
+	}
+}
