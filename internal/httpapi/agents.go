@@ -12,6 +12,8 @@ import (
 
 	"github.com/edgevault/edgevault/internal/attest"
 	"github.com/edgevault/edgevault/internal/attest/jointoken"
+	"github.com/edgevault/edgevault/internal/audit"
+	"github.com/edgevault/edgevault/internal/audit/leaf"
 	"github.com/edgevault/edgevault/internal/logical"
 )
 
@@ -25,12 +27,13 @@ const DefaultTrustDomain = "edgevault.local"
 //	POST   auth/attest/enroll       {join_token, public_key | csr}   no token: the join token is the credential
 //	POST   auth/attest/renew        {public_key | csr}  with the agent's client certificate (mTLS)
 //	LIST   sys/agents, GET/DELETE sys/agents/:id, POST/DELETE sys/agents/:id/quarantine
+//	POST   sys/agents/audit         {entries: [{line, seed, signature}]}   mTLS: the agent's signed entries
 //
 // Every one of them is audited like any request, refusals included.
 
 // unauthenticatedAuth are the auth paths served without a Vault token: their
 // credential is in the request (a join token, a client certificate).
-var unauthenticatedAuth = map[string]bool{"auth/attest/enroll": true, "auth/attest/renew": true}
+var unauthenticatedAuth = map[string]bool{"auth/attest/enroll": true, "auth/attest/renew": true, "sys/agents/audit": true}
 
 // serveAttest answers auth/attest/*.
 func serveAttest(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request) {
@@ -251,4 +254,97 @@ func agentOutput(a attest.Agent, td string) map[string]any {
 		out["last_seen"] = a.LastSeen.UTC().Format(time.RFC3339)
 	}
 	return out
+}
+
+// agentAuditBatch is the body of POST sys/agents/audit: entries an agent
+// signed for the reads it served locally (online or degraded), forwarded
+// from its spool.
+type agentAuditBatch struct {
+	Entries []struct {
+		Line      string `json:"line"`      // one compact JSON object
+		Seed      []byte `json:"seed"`      // base64, 32 bytes
+		Signature []byte `json:"signature"` // base64, over the line's leaf data
+	} `json:"entries"`
+}
+
+// maxAgentAuditBatch bounds one forward.
+const maxAgentAuditBatch = 1000
+
+// serveAgentAudit answers POST sys/agents/audit over mTLS: the agent's
+// signed entries are checked and appended to every audit device, with the
+// identity and key the server authenticated on this connection (its zone
+// certificate) — not what the agent claims. Entries are taken in order; on
+// the first refused one the answer is 400 saying which, and "accepted"
+// tells the agent how many went in before it.
+func serveAgentAudit(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request) {
+	u := s.state.Load()
+	if u == nil {
+		s.writeError(w, r, logical.ErrSealed)
+		return
+	}
+	if req.Operation != logical.UpdateOperation && req.Operation != logical.CreateOperation {
+		s.writeError(w, r, fmt.Errorf("%w: sys/agents/audit takes POST", logical.ErrUnsupportedOperation))
+		return
+	}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		s.writeError(w, r, logical.InvalidRequest("sys/agents/audit needs the agent's certificate as the TLS client certificate"))
+		return
+	}
+	a, err := u.attest.Authorize(r.Context(), r.TLS.PeerCertificates, time.Now())
+	if err != nil {
+		s.writeError(w, r, attestError(err))
+		return
+	}
+	if a.Zone != c.zone {
+		s.writeError(w, r, logical.InvalidRequest("agent %q belongs to zone %q, not %q", a.ID, zoneLabel(a.Zone), zoneLabel(c.zone)))
+		return
+	}
+	var body agentAuditBatch
+	if err := remarshal(req.Data, &body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(body.Entries) == 0 || len(body.Entries) > maxAgentAuditBatch {
+		s.writeError(w, r, logical.InvalidRequest("entries: want 1 to %d entries, got %d", maxAgentAuditBatch, len(body.Entries)))
+		return
+	}
+	pub, err := x509.MarshalPKIXPublicKey(r.TLS.PeerCertificates[0].PublicKey)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	id := a.Name(u.attest.TrustDomain()).String()
+	indexes := make([]uint64, 0, len(body.Entries))
+	for i, e := range body.Entries {
+		if msg := agentLineProblem([]byte(e.Line)); msg != "" {
+			s.writeError(w, r, logical.InvalidRequest("entries[%d]: %s (accepted: %d)", i, msg, len(indexes)))
+			return
+		}
+		idx, err := c.audit.AppendSigned(audit.SignedEntry{Line: []byte(e.Line), Seed: e.Seed, Signer: id, PublicKey: pub, Signature: e.Signature})
+		if err != nil {
+			if errors.Is(err, audit.ErrBadSignature) {
+				err = logical.InvalidRequest("entries[%d]: %s (accepted: %d)", i, strings.TrimPrefix(err.Error(), "audit: "), len(indexes))
+			}
+			s.writeError(w, r, err)
+			return
+		}
+		indexes = append(indexes, idx)
+	}
+	writeResponse(w, &logical.Response{Data: map[string]any{"accepted": len(indexes), "indexes": indexes, "signer": id}}, "system")
+}
+
+// agentLineProblem refuses agent entries that could carry secrets: agents
+// hold no audit salt, so their entries record what was read (paths,
+// versions, modes), never values.
+func agentLineProblem(line []byte) string {
+	fields, err := leaf.Fields(line)
+	if err != nil {
+		return "line: " + err.Error()
+	}
+	for _, f := range fields {
+		if f.Name == "request.data" || f.Name == "response.data" || strings.HasPrefix(f.Name, "auth.client_token") {
+			return fmt.Sprintf("line: field %q is not allowed in an agent's entry (agents record what was read, never values or tokens)", f.Name)
+		}
+	}
+	return ""
 }

@@ -1,9 +1,12 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -13,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/audit/leaf"
 	"github.com/edgevault/edgevault/internal/syncproto"
 )
 
@@ -160,5 +164,114 @@ path "secret/data/app/*" {
 	}
 	if opened < 2 {
 		t.Fatalf("the sync stream's opening and refusal are not both audited (%d entries)", opened)
+	}
+}
+
+// enrolled enrolls agent id in zone and returns an HTTP/2 mTLS client for it
+// against a TLS front of the server, and that front's URL.
+func enrolled(t *testing.T, ts *testServer, zone, id string) (*http.Client, string, *ecdsa.PrivateKey) {
+	t.Helper()
+	if _, err := ts.client.Logical().Write("sys/zones/"+zone, map[string]any{}); err != nil {
+		t.Fatal(err)
+	}
+	zt, err := ts.client.Logical().Write("sys/zones/"+zone+"/root-token", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := ts.newClient(t, zt.Auth.ClientToken)
+	z.SetNamespace(zone)
+	jt, err := z.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, pub := newAgentKey(t)
+	anon := ts.newClient(t, "")
+	anon.SetNamespace(zone)
+	en, err := anon.Logical().Write("auth/attest/enroll", map[string]any{"join_token": jt.Data["join_token"], "public_key": pub})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var certs [][]byte
+	rest := []byte(en.Data["certificate_chain"].(string))
+	for {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			break
+		}
+		certs = append(certs, blk.Bytes)
+	}
+	srv := httptest.NewUnstartedServer(ts.srv.Handler())
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	hc := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true,
+		TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{{Certificate: certs, PrivateKey: key}}}}}
+	return hc, srv.URL, key
+}
+
+// Agents forward the entries they signed for local reads; the server binds
+// them to the identity and key of the connection and logs them.
+func TestAgentSignedAudit(t *testing.T) {
+	ts, file, _ := auditedServer(t)
+	hc, url, key := enrolled(t, ts, "edge-1", "node-a")
+	line := `{"request":{"mode":"degraded","operation":"read","path":"secret/data/app/db","version":3},"time":"2026-11-26T01:00:00Z","type":"agent-read"}`
+	seed := bytes.Repeat([]byte{9}, 32)
+	fields, _ := leaf.Fields([]byte(line))
+	lf, _ := leaf.Commit(fields, seed)
+	sig, err := leaf.Sign(lf, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(body any) (int, map[string]any) {
+		raw, _ := json.Marshal(body)
+		req, _ := http.NewRequest("POST", url+"/v1/sys/agents/audit", bytes.NewReader(raw))
+		req.Header.Set("X-Vault-Namespace", "edge-1")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	entry := func(l string, s []byte) map[string]any {
+		return map[string]any{"line": l, "seed": seed, "signature": s}
+	}
+	code, out := post(map[string]any{"entries": []any{entry(line, sig)}})
+	if code != 200 || out["data"].(map[string]any)["signer"] != "spiffe://edgevault.local/zone/edge-1/agent/node-a" {
+		t.Fatalf("forward: %d %v", code, out)
+	}
+	bad := bytes.Clone(sig)
+	bad[len(bad)-1] ^= 1
+	withData := `{"request":{"data":{"password":"x"},"path":"secret/data/app/db"},"type":"agent-read"}`
+	for _, tc := range []struct {
+		body any
+		want string
+	}{
+		{map[string]any{"entries": []any{entry(line, sig), entry(line, bad)}}, "entries[1]"},
+		{map[string]any{"entries": []any{entry(withData, sig)}}, `"request.data" is not allowed`},
+		{map[string]any{"entries": []any{}}, "want 1 to 1000 entries"},
+	} {
+		code, out := post(tc.body)
+		if code != 400 || !strings.Contains(fmt.Sprint(out["errors"]), tc.want) {
+			t.Errorf("%v: %d %v, want 400 %q", tc.want, code, out, tc.want)
+		}
+	}
+	// The file holds the agent's entry with the server-authenticated signer.
+	n := 0
+	for _, e := range readEntries(t, file) {
+		if e["type"] == "agent-read" {
+			if e["signer"].(map[string]any)["id"] != "spiffe://edgevault.local/zone/edge-1/agent/node-a" {
+				t.Fatalf("signer = %v", e["signer"])
+			}
+			n++
+		}
+	}
+	if n != 2 { // the first, and the valid first entry of the second batch
+		t.Fatalf("%d agent entries in the audit file, want 2", n)
 	}
 }

@@ -45,6 +45,8 @@ func (c *core) sysRoute(rel string) *route {
 		return sys(serveAuditHash)
 	case strings.HasPrefix(rel, "audit-log/"):
 		return sys(serveAuditLog, "audit-log/disclose")
+	case rel == "agents/audit":
+		return sys(serveAgentAudit)
 	case rel == "agents" || strings.HasPrefix(rel, "agents/"):
 		return sys(serveAgents)
 	case rel == "mounts":
