@@ -12,25 +12,70 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/edgevault/edgevault/internal/config"
 )
 
 func newAgentCmd(e *env) *cobra.Command {
 	var cf clientFlags
-	var zone string
-	cmd := newGroupCmd("agent", "Enroll edge agents and manage a zone's agent registry",
-		`Create join tokens that enroll edge agents into a zone, and list, inspect,
-quarantine, release or delete the zone's agents. -zone names the zone (the
-same as -namespace); a zone token with sudo on auth/attest/join-token is
-needed to create join tokens.`,
+	var zone, configFile string
+	cmd := newGroupCmd("agent", "Run the edge agent (-config FILE), or enroll agents and manage a zone's registry",
+		`With -config FILE, run the edge agent: it enrolls with its join token the first
+time, follows its zone's feed of cacheable secrets over mTLS, keeps them in an
+encrypted cache, and serves local applications Vault's API on loopback (or a
+Unix socket) — also, for a bounded time, while the control plane is down.
+
+The subcommands are for operators: create join tokens that enroll edge agents
+into a zone, and list, inspect, quarantine, release or delete the zone's
+agents. -zone names the zone (the same as -namespace); a zone token with sudo
+on auth/attest/join-token is needed to create join tokens.`,
 		newAgentJoinTokenCmd(e, &cf, &zone),
 		newAgentListCmd(e, &cf, &zone),
 		newAgentReadCmd(e, &cf, &zone),
 		newAgentStatusCmd(e, &cf, &zone, "quarantine", "Quarantine an agent: it is refused until released", true),
 		newAgentStatusCmd(e, &cf, &zone, "release", "Release a quarantined agent", false),
 		newAgentDeleteCmd(e, &cf, &zone),
+		newAgentLocalStatusCmd(e, &cf),
 	)
 	addClientFlags(cmd, &cf)
 	cmd.PersistentFlags().StringVar(&zone, "zone", "", "the agents' zone (same as -namespace)")
+	cmd.Flags().StringVar(&configFile, "config", "", "run the agent with this configuration file")
+	group := cmd.RunE
+	cmd.RunE = func(c *cobra.Command, args []string) error {
+		if configFile != "" && len(args) == 0 {
+			return runAgent(c, e, configFile)
+		}
+		return group(c, args)
+	}
+	return cmd
+}
+
+func newAgentLocalStatusCmd(e *env, cf *clientFlags) *cobra.Command {
+	var configFile, addr string
+	cmd := &cobra.Command{
+		Use:   "status [-config FILE | -agent-address HOST:PORT]",
+		Short: "Ask a running agent how it is: online, degraded or isolated, its identity and cache",
+		Args:  argsBetween(0, 0, "no arguments"),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var socket string
+			if configFile != "" {
+				fc, err := config.LoadAgent(configFile)
+				if err != nil {
+					return usageError{err}
+				}
+				addr, socket = fc.Listen, fc.Socket
+				if addr != "" {
+					socket = ""
+				}
+			}
+			if addr == "" && socket == "" {
+				return usagef("give -config FILE (the agent's) or -agent-address HOST:PORT")
+			}
+			return agentStatus(cmd.Context(), e, addr, socket, cf.format == formatJSON)
+		},
+	}
+	cmd.Flags().StringVar(&configFile, "config", "", "the agent's configuration file (its listener is used)")
+	cmd.Flags().StringVar(&addr, "agent-address", "", "the agent's loopback listener, HOST:PORT")
 	return cmd
 }
 

@@ -33,7 +33,8 @@ func TestMain(m *testing.M) {
 // Extra script commands:
 //
 //	devserver              start a dev server; sets EDGEVAULT_ADDR, EDGEVAULT_TOKEN (root),
-//	                       AUDIT_FILE, AUDIT_LOG (its audit devices) and AUDIT_KEY (the log's verifier key)
+//	                       AUDIT_FILE, AUDIT_LOG (its audit devices), AUDIT_KEY (the log's verifier key),
+//	                       AGENT_ADDR, AGENT_TOKEN (the dev agent, zone "edge") and ZONE_TOKEN (edge's root token)
 //	serverconfig FILE      write a config for a sealed in-memory server on a free port; sets EDGEVAULT_ADDR
 //	waitserver             wait until EDGEVAULT_ADDR accepts connections
 //	exit CODE PROG ARGS    run PROG and require exit code CODE
@@ -71,6 +72,9 @@ func cmdDevServer(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("AUDIT_FILE", info.auditFile)
 	ts.Setenv("AUDIT_LOG", info.auditLog)
 	ts.Setenv("AUDIT_KEY", info.auditVKey)
+	ts.Setenv("AGENT_ADDR", info.agentAddr)
+	ts.Setenv("AGENT_TOKEN", info.agentToken)
+	ts.Setenv("ZONE_TOKEN", info.zoneToken)
 }
 
 func cmdServerConfig(ts *testscript.TestScript, neg bool, args []string) {

@@ -9,7 +9,7 @@ import (
 )
 
 func newDevCmd(e *env) *cobra.Command {
-	f := serverFlags{devListenAddr: "127.0.0.1:8200"}
+	f := serverFlags{devListenAddr: "127.0.0.1:8200", devAgentAddr: "127.0.0.1:8100"}
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run a dev control plane in memory and show what to try next",
@@ -27,13 +27,14 @@ Try, in another shell (after the two exports above):
     go run ./cmd/edgevault status
     go run ./cmd/edgevault audit tail <audit file above>
 
-The edge agent is not part of this build yet. Press Ctrl-C to stop.
+Press Ctrl-C to stop.
 `)
 			})
 		},
 	}
 	cmd.Flags().StringVar(&f.devRootToken, "dev-root-token-id", "", "root token ID (random when empty)")
 	cmd.Flags().StringVar(&f.devListenAddr, "dev-listen-address", f.devListenAddr, "address to listen on (loopback only)")
+	cmd.Flags().StringVar(&f.devAgentAddr, "dev-agent-address", f.devAgentAddr, `where the dev edge agent serves (loopback; "" for no agent)`)
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error")
 	return cmd
 }

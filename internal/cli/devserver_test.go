@@ -17,7 +17,7 @@ func startDevServer(rootToken string) (info devInfo, stop func(), err error) {
 	readyc := make(chan devInfo, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- runDevServer(ctx, e, serverFlags{devRootToken: rootToken, devListenAddr: "127.0.0.1:0", logLevel: "error"},
+		done <- runDevServer(ctx, e, serverFlags{devRootToken: rootToken, devListenAddr: "127.0.0.1:0", devAgentAddr: "127.0.0.1:0", logLevel: "error"},
 			func(i devInfo) { readyc <- i })
 	}()
 	select {

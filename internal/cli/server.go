@@ -34,6 +34,7 @@ type serverFlags struct {
 	dev           bool
 	devRootToken  string
 	devListenAddr string
+	devAgentAddr  string // the dev agent's listener; "" runs no agent
 	logLevel      string
 }
 
@@ -289,8 +290,9 @@ func serve(ctx context.Context, log *slog.Logger, ln net.Listener, h http.Handle
 
 // devInfo is what a running dev server tells its caller.
 type devInfo struct {
-	addr, rootToken                string
-	auditFile, auditLog, auditVKey string // the audit devices and the log's verifier key
+	addr, rootToken                  string
+	auditFile, auditLog, auditVKey   string // the audit devices and the log's verifier key
+	agentAddr, agentToken, zoneToken string // the dev agent: its listener, local token, and its zone's root token
 }
 
 // runDevServer runs the in-memory dev server. ready, when not nil, receives
@@ -339,6 +341,13 @@ func runDevServer(ctx context.Context, e *env, f serverFlags, ready func(devInfo
 		ln.Close()
 		return err
 	}
+	var ag devAgent
+	if f.devAgentAddr != "" {
+		if ag, err = startDevAgent(ctx, log, srv.Handler(), root, auditDir, f.devAgentAddr); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	addr := "http://" + ln.Addr().String()
 	fmt.Fprintf(e.stdout, `edgevault dev server: in memory, unsealed, plain HTTP. Nothing survives a restart.
 
@@ -352,8 +361,19 @@ Audit file:        %s
 Transparency log:  %s
 Log verifier key:  %s
 `, addr, root, base64.StdEncoding.EncodeToString(unsealKey), root, auditFile, auditLog, vkey)
+	if ag.Listen != "" {
+		fmt.Fprintf(e.stdout, `
+Edge agent %s of zone %q, serving the zone's cacheable secrets (secret/) on http://%s:
+
+    # write through the control plane, in the zone:
+    EDGEVAULT_NAMESPACE=%s EDGEVAULT_TOKEN='%s' go run ./cmd/edgevault kv put secret/app/db password=s3cret
+    # read through the agent (its local token), from its encrypted cache:
+    curl -s -H 'X-Vault-Token: %s' http://%s/v1/secret/data/app/db
+`, ag.AgentID, devAgentZone, ag.Listen, devAgentZone, ag.ZoneToken, ag.LocalToken, ag.Listen)
+	}
 	if ready != nil {
-		ready(devInfo{addr: addr, rootToken: root, auditFile: auditFile, auditLog: auditLog, auditVKey: vkey})
+		ready(devInfo{addr: addr, rootToken: root, auditFile: auditFile, auditLog: auditLog, auditVKey: vkey,
+			agentAddr: ag.Listen, agentToken: ag.LocalToken, zoneToken: ag.ZoneToken})
 	}
 	return serve(ctx, log, ln, srv.Handler())
 }
