@@ -1,0 +1,560 @@
+package agent
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgevault/edgevault/internal/agent/cache"
+	"github.com/edgevault/edgevault/internal/agent/cache/keyfile"
+	"github.com/edgevault/edgevault/internal/syncproto"
+)
+
+// Files in StateDir (besides identityFile).
+const (
+	cacheFile      = "cache.db"
+	cacheKeyFile   = "cache.key"
+	localTokenFile = "local-token"
+)
+
+// Timings.
+const (
+	// syncTimeout is the sync client's silence timeout; marks of freshness
+	// lag real time by it.
+	syncTimeout = syncproto.DefaultTimeout
+	// minRetry and maxRetry bound the wait between enrollment or renewal
+	// attempts.
+	minRetry, maxRetry = time.Second, time.Minute
+	// shutdownGrace is how long Run lets local requests finish.
+	shutdownGrace = 2 * time.Second
+	// renewPoll is how often the renewal loop looks at the clock.
+	renewPoll = time.Second
+)
+
+// mode is the agent's link to its control plane, as sys/health reports it.
+type mode int
+
+const (
+	modeOnline   mode = iota // the sync stream is connected
+	modeDegraded             // no stream; the cache holds entries
+	modeIsolated             // no stream and nothing cached
+)
+
+func (m mode) String() string {
+	switch m {
+	case modeOnline:
+		return "online"
+	case modeDegraded:
+		return "degraded"
+	}
+	return "isolated"
+}
+
+// agent is one running agent.
+type agent struct {
+	cfg    Config
+	log    *slog.Logger
+	clock  func() time.Time
+	cache  *cache.Cache
+	attest attestor
+	roots  *x509.CertPool // nil: system roots
+
+	id     atomic.Pointer[identity]
+	online atomic.Bool
+}
+
+func (a *agent) mode(st cache.Stats) mode {
+	switch {
+	case a.online.Load():
+		return modeOnline
+	case st.Paths > 0:
+		return modeDegraded
+	}
+	return modeIsolated
+}
+
+// Run starts the agent and serves until ctx ends: it opens (or creates)
+// StateDir and the cache, starts the local listeners, calls ready (if not
+// nil) once they accept connections, and enrolls (if needed) and syncs in
+// the background. It serves from the cache whether or not the server is
+// reachable. Run returns nil once ctx has ended and everything is closed,
+// or an error if start-up fails or a listener stops.
+func Run(ctx context.Context, cfg Config, ready func(Info)) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	a := &agent{cfg: cfg, log: cfg.logger(), clock: cfg.clock(), attest: joinToken(cfg.JoinToken)}
+	if err := prepareDir(cfg.StateDir); err != nil {
+		return err
+	}
+	if cfg.ServerCA != "" {
+		pem, err := os.ReadFile(cfg.ServerCA)
+		if err != nil {
+			return fmt.Errorf("agent: ServerCA: %w", err)
+		}
+		a.roots = x509.NewCertPool()
+		if !a.roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("agent: ServerCA %s: no PEM certificate in it", cfg.ServerCA)
+		}
+	}
+	id, err := loadIdentity(cfg.StateDir, cfg.Zone)
+	if err != nil {
+		return err
+	}
+	a.id.Store(id)
+	token, err := loadToken(filepath.Join(cfg.StateDir, localTokenFile))
+	if err != nil {
+		return err
+	}
+	if a.cache, err = openCache(cfg, a.log, a.clock); err != nil {
+		return err
+	}
+	defer a.cache.Close()
+
+	api := &localAPI{a: a, token: []byte(token), proxy: a.newProxy()}
+	defer api.proxy.Transport.(*http.Transport).CloseIdleConnections()
+	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
+	lns, info, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+	}()
+	info.LocalToken = token
+	if id != nil {
+		info.AgentID, info.SPIFFEID = id.agentID, id.spiffeID
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	serveErr := make(chan error, len(lns))
+	for _, ln := range lns {
+		wg.Go(func() {
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- fmt.Errorf("agent: serve %s: %w", ln.Addr(), err)
+			}
+		})
+	}
+	wg.Go(func() { a.control(ctx) })
+	wg.Go(func() { a.markLoop(ctx) })
+	a.log.Info("agent started", "zone", cfg.Zone, "listen", info.Listen, "socket", info.Socket,
+		"agent_id", info.AgentID, "cached_paths", a.cache.Stats().Paths, "watermark", a.cache.Watermark())
+	if ready != nil {
+		ready(info)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer scancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		_ = hs.Close()
+	}
+	wg.Wait()
+	if err := a.cache.Close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("agent: %w", err)
+	}
+	a.log.Info("agent stopped")
+	return runErr
+}
+
+// listen opens the local API's listeners.
+func listen(cfg Config) ([]net.Listener, Info, error) {
+	var lns []net.Listener
+	var info Info
+	fail := func(err error) ([]net.Listener, Info, error) {
+		for _, ln := range lns {
+			_ = ln.Close()
+		}
+		return nil, Info{}, err
+	}
+	if cfg.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return fail(fmt.Errorf("agent: Listen: %w", err))
+		}
+		lns = append(lns, ln)
+		info.Listen = ln.Addr().String()
+	}
+	if cfg.Socket != "" {
+		ln, err := listenUnix(cfg.Socket)
+		if err != nil {
+			return fail(err)
+		}
+		lns = append(lns, ln)
+		info.Socket = cfg.Socket
+	}
+	return lns, info, nil
+}
+
+// prepareDir creates StateDir (0700) or checks that group and others
+// cannot reach it.
+func prepareDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("%w: %v", ErrStateDir, err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrStateDir, err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory", ErrStateDir, dir)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o and holds the agent's key; run chmod 700 %s", ErrStateDir, dir, perm, dir)
+	}
+	return nil
+}
+
+// loadToken reads the local token, creating it on first start.
+func loadToken(file string) (string, error) {
+	raw, err := readPrivate(file)
+	if err == nil {
+		tok := strings.TrimSpace(string(raw))
+		if len(tok) < 20 {
+			return "", fmt.Errorf("agent: local token %s is too short; remove it to have a new one made", file)
+		}
+		return tok, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("agent: local token: %w", err)
+	}
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	tok := "eva." + base64.RawURLEncoding.EncodeToString(b[:])
+	if err := writePrivate(file, []byte(tok+"\n")); err != nil {
+		return "", fmt.Errorf("agent: local token: %w", err)
+	}
+	return tok, nil
+}
+
+// openCache opens the cache. A corrupted file, or one whose key the key
+// file no longer unwraps, is removed: the agent re-syncs from scratch.
+func openCache(cfg Config, log *slog.Logger, clock func() time.Time) (*cache.Cache, error) {
+	kp, err := keyfile.Open(filepath.Join(cfg.StateDir, cacheKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("agent: cache key: %w", err)
+	}
+	file := filepath.Join(cfg.StateDir, cacheFile)
+	opts := cache.Options{Zone: cfg.Zone, Clock: clock, Logger: log}
+	c, err := cache.Open(file, kp, opts)
+	if errors.Is(err, cache.ErrCorrupt) || errors.Is(err, cache.ErrKeyMismatch) {
+		log.Warn("agent cache unusable: removing it for a full resync", "file", file, "err", err)
+		if rerr := os.Remove(file); rerr != nil {
+			return nil, fmt.Errorf("agent: remove the unusable cache: %w (after %w)", rerr, err)
+		}
+		c, err = cache.Open(file, kp, opts)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	return c, nil
+}
+
+// listenUnix listens on a unix socket (0600), replacing a stale socket
+// file but nothing else.
+func listenUnix(path string) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("agent: Socket %s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, 100*time.Millisecond); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("agent: Socket %s is in use by another process", path)
+		}
+		_ = os.Remove(path)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("agent: Socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("agent: Socket: %w", err)
+	}
+	return ln, nil
+}
+
+// tlsConfig is the server connection's TLS configuration; with client, it
+// presents the agent's current certificate.
+func (a *agent) tlsConfig(client bool) *tls.Config {
+	cfg := &tls.Config{RootCAs: a.roots, MinVersion: tls.VersionTLS12}
+	if client {
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if id := a.id.Load(); id != nil && id.cert != nil {
+				return id.cert, nil
+			}
+			return &tls.Certificate{}, nil // none: the server refuses
+		}
+	}
+	return cfg
+}
+
+func (a *agent) httpClient(client bool) *http.Client {
+	tr := &http.Transport{
+		TLSClientConfig:       a.tlsConfig(client),
+		ForceAttemptHTTP2:     true,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       time.Minute,
+	}
+	return &http.Client{Transport: tr, Timeout: time.Minute}
+}
+
+// newProxy passes requests the agent does not answer to the server. It
+// never presents the agent's certificate.
+func (a *agent) newProxy() *httputil.ReverseProxy {
+	target, _ := url.Parse(strings.TrimSuffix(a.cfg.ServerAddr, "/")) // checked by Validate
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+		},
+		Transport: a.httpClient(false).Transport,
+		ErrorLog:  slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			a.log.Info("local API: proxy to the server failed", "path", r.URL.Path, "err", err)
+			writeError(w, http.StatusServiceUnavailable, ErrControlPlaneUnreachable.Error())
+		},
+	}
+}
+
+// control enrolls (if needed), then runs the sync stream and certificate
+// renewal until ctx ends.
+func (a *agent) control(ctx context.Context) {
+	if id := a.id.Load(); id == nil || id.cert == nil {
+		if !a.enroll(ctx) {
+			return
+		}
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ap := &applier{c: a.cache, log: a.log}
+	cl := &syncproto.Client{
+		URL:       strings.TrimSuffix(a.cfg.ServerAddr, "/") + syncproto.Path,
+		TLSConfig: a.tlsConfig(true),
+		From:      a.cache.Watermark,
+		Apply:     ap.apply,
+		OnState: func(s syncproto.State, err error) {
+			a.online.Store(s == syncproto.StateConnected)
+			if s == syncproto.StateConnected {
+				a.log.Info("agent online: sync stream connected", "watermark", a.cache.Watermark())
+				a.mark()
+			} else {
+				a.log.Warn("agent degraded: sync stream lost", "err", err)
+			}
+		},
+		Timeout: syncTimeout,
+		Logger:  a.log,
+	}
+	wg.Go(func() { _ = cl.Run(ctx) })
+	wg.Go(func() { a.renewLoop(ctx) })
+	<-ctx.Done()
+	a.online.Store(false)
+}
+
+// enroll obtains the first certificate, retrying while the server is
+// unreachable. It returns false if ctx ended or there is no join token.
+func (a *agent) enroll(ctx context.Context) bool {
+	pending := a.id.Load() // a key saved by an enrollment that did not finish
+	if pending == nil {
+		k, err := newKey()
+		if err != nil {
+			a.log.Error("agent: generate a key", "err", err)
+			return false
+		}
+		// The key is saved before the join token is spent.
+		if err := saveIdentity(a.cfg.StateDir, k, nil); err != nil {
+			a.log.Error("agent: save the new key", "err", err)
+			return false
+		}
+		pending = &identity{key: k}
+		a.id.Store(pending)
+	}
+	hc := a.httpClient(false)
+	defer hc.CloseIdleConnections()
+	wait := minRetry
+	for {
+		err := a.enrollOnce(ctx, hc, pending)
+		if err == nil {
+			return true
+		}
+		if errors.Is(err, ErrNoJoinToken) {
+			a.log.Warn("agent isolated: not enrolled and no join token; serving the cache only", "err", err)
+			return false
+		}
+		if errors.Is(err, ErrEnroll) {
+			a.log.Error("agent isolated: the server refused the enrollment; restart the agent with a new join token", "err", err)
+			return false
+		}
+		a.log.Warn("agent: enrollment failed; retrying", "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxRetry)
+	}
+}
+
+func (a *agent) enrollOnce(ctx context.Context, hc *http.Client, pending *identity) error {
+	body, err := a.attest.evidence(ctx, pending.key)
+	if err != nil {
+		return err
+	}
+	if body["public_key"], err = publicKeyField(pending.key); err != nil {
+		return err
+	}
+	chain, err := postAttest(ctx, hc, a.cfg.ServerAddr, a.cfg.Zone, "enroll", body)
+	if err != nil {
+		return err
+	}
+	return a.install(pending.key, chain)
+}
+
+// install checks, saves and switches to a new certificate.
+func (a *agent) install(key *ecdsa.PrivateKey, chain [][]byte) error {
+	raw, err := encodeIdentity(key, chain)
+	if err != nil {
+		return err
+	}
+	id, err := parseIdentity(raw, a.cfg.Zone)
+	if err != nil {
+		return fmt.Errorf("the server issued an unusable certificate: %w", err)
+	}
+	if err := writePrivate(filepath.Join(a.cfg.StateDir, identityFile), raw); err != nil {
+		return err
+	}
+	a.id.Store(id)
+	a.log.Info("agent: certificate installed", "agent_id", id.agentID, "spiffe_id", id.spiffeID,
+		"expires", id.expiry().UTC().Format(time.RFC3339))
+	return nil
+}
+
+// renewLoop renews the certificate at two thirds of its lifetime, with a
+// new key, over mTLS with the current certificate. It looks at the clock
+// every renewPoll, so a clock that jumps (a resumed VM) is noticed.
+func (a *agent) renewLoop(ctx context.Context) {
+	hc := a.httpClient(true)
+	defer hc.CloseIdleConnections()
+	retry := minRetry
+	for {
+		id := a.id.Load()
+		wait := min(id.renewAt().Sub(a.clock()), renewPoll)
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			continue
+		}
+		if err := a.renew(ctx, hc); err != nil {
+			if a.clock().After(id.expiry()) {
+				a.log.Error("agent: the certificate has expired and the server refuses to renew it; the agent keeps serving its cache "+
+					"but cannot sync: remove "+identityFile+" from the state directory and restart with a new join token", "err", err)
+			} else {
+				a.log.Warn("agent: certificate renewal failed; retrying", "in", retry, "expires", id.expiry(), "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(retry):
+			}
+			retry = min(2*retry, maxRetry)
+			continue
+		}
+		retry = minRetry
+		hc.CloseIdleConnections() // the next renewal presents the new certificate
+	}
+}
+
+func (a *agent) renew(ctx context.Context, hc *http.Client) error {
+	k, err := newKey()
+	if err != nil {
+		return err
+	}
+	pub, err := publicKeyField(k)
+	if err != nil {
+		return err
+	}
+	chain, err := postAttest(ctx, hc, a.cfg.ServerAddr, a.cfg.Zone, "renew", map[string]any{"public_key": pub})
+	if err != nil {
+		return err
+	}
+	return a.install(k, chain)
+}
+
+// markLoop records, while online, that the cache is current.
+func (a *agent) markLoop(ctx context.Context) {
+	t := time.NewTicker(markInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if a.online.Load() {
+				a.mark()
+			}
+		}
+	}
+}
+
+// mark calls MarkSynced conservatively: a connected stream has heard from
+// the server within syncTimeout.
+func (a *agent) mark() {
+	if err := a.cache.MarkSynced(a.clock().Add(-syncTimeout)); err != nil && !errors.Is(err, cache.ErrClosed) {
+		a.log.Warn("agent: mark the cache synced", "err", err)
+	}
+}
+
+// writeJSON writes v as JSON with status.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, []byte(`{"errors":["internal error encoding the response"]}`)
+	}
+	h := w.Header()
+	h["Content-Type"] = jsonCT
+	h["Cache-Control"] = noStore
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+// writeError writes Vault's error body.
+func writeError(w http.ResponseWriter, status int, msgs ...string) {
+	if msgs == nil {
+		msgs = []string{}
+	}
+	writeJSON(w, status, map[string][]string{"errors": msgs})
+}

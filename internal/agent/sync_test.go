@@ -1,0 +1,126 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/edgevault/edgevault/internal/agent/cache"
+	"github.com/edgevault/edgevault/internal/agent/cache/keyfile"
+	"github.com/edgevault/edgevault/internal/syncproto"
+)
+
+func openTestCache(t testing.TB) *cache.Cache {
+	t.Helper()
+	dir := t.TempDir()
+	kp, err := keyfile.Open(filepath.Join(dir, "cache.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cache.Open(filepath.Join(dir, "cache.db"), kp, cache.Options{Zone: testZone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// upsert is an Upsert as the server publishes it.
+func upsert(seq uint64, path string, version int, password string) syncproto.Event {
+	data := fmt.Sprintf(`{"data":{"password":%q},"metadata":{"created_time":"2026-01-01T00:00:00Z","custom_metadata":null,"deletion_time":"","destroyed":false,"version":%d}}`, password, version)
+	versions := ""
+	for v := 1; v <= version; v++ {
+		if v > 1 {
+			versions += ","
+		}
+		versions += fmt.Sprintf(`"%d":{"created_time":"2026-01-01T00:00:00Z","deletion_time":"","destroyed":false}`, v)
+	}
+	meta := fmt.Sprintf(`{"cas_required":false,"current_version":%d,"max_versions":0,"oldest_version":0,"versions":{%s}}`, version, versions)
+	return syncproto.Event{Seq: seq, Kind: syncproto.Upsert, Path: path, Version: version,
+		Data: json.RawMessage(data), Metadata: json.RawMessage(meta), MaxStale: time.Hour}
+}
+
+func password(t *testing.T, c *cache.Cache, path string, version int) string {
+	t.Helper()
+	e, err := c.Get(path, version)
+	if errors.Is(err, cache.ErrNotCached) {
+		return "<none>"
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct{ Password string }
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		t.Fatal(err)
+	}
+	return d.Password
+}
+
+// Events become cache batches: upserts with their metadata, deletes,
+// revocations by prefix, a resync that starts over, replays skipped, and a
+// malformed upsert that drops the path instead of blocking the stream.
+func TestApplyEvents(t *testing.T) {
+	c := openTestCache(t)
+	a := &applier{c: c, log: slog.New(slog.DiscardHandler)}
+	step := func(want uint64, evs ...syncproto.Event) {
+		t.Helper()
+		got, err := a.apply(evs)
+		if err != nil || got != want {
+			t.Fatalf("apply: watermark %d, %v; want %d", got, err, want)
+		}
+	}
+	step(3, upsert(1, "secret/app/db", 1, "v1"), upsert(2, "secret/app/db", 2, "v2"), upsert(3, "secret/app/web", 1, "w1"))
+	if password(t, c, "secret/app/db", 0) != "v2" || password(t, c, "secret/app/db", 1) != "v1" {
+		t.Fatal("upserts not applied")
+	}
+	if e, err := c.Get(metaPath("secret/app/db"), 0); err != nil || e.Version != 2 || !json.Valid(e.Data) {
+		t.Fatalf("metadata entry: %+v %v", e, err)
+	}
+	if info, _ := c.Metadata(metaPath("secret/app/db")); len(info.Versions) != 1 {
+		t.Fatalf("the metadata entry keeps %d versions, want 1", len(info.Versions))
+	}
+	// A replay changes nothing.
+	step(3, upsert(2, "secret/app/db", 1, "stale"))
+	if password(t, c, "secret/app/db", 0) != "v2" {
+		t.Fatal("a replayed event was applied")
+	}
+	// The server forgot version 1 (max_versions): the agent prunes it.
+	ev := upsert(4, "secret/app/db", 3, "v3")
+	ev.Metadata = json.RawMessage(`{"current_version":3,"versions":{"2":{},"3":{}}}`)
+	step(4, ev)
+	if password(t, c, "secret/app/db", 1) != "<none>" || password(t, c, "secret/app/db", 2) != "v2" {
+		t.Fatal("version 1 not pruned")
+	}
+	// A malformed upsert drops the path rather than failing the batch.
+	bad := upsert(5, "secret/app/web", 2, "w2")
+	bad.Data = json.RawMessage(`{"data":{},"metadata":{"version":7}}`)
+	step(6, bad, upsert(6, "secret/app/api", 1, "a1"))
+	if password(t, c, "secret/app/web", 0) != "<none>" || password(t, c, "secret/app/api", 0) != "a1" {
+		t.Fatal("malformed upsert handling")
+	}
+	// Delete and revoke.
+	step(8, syncproto.Event{Seq: 7, Kind: syncproto.Delete, Path: "secret/app/api"},
+		syncproto.Event{Seq: 8, Kind: syncproto.Revoke, Path: "secret/app/"})
+	if password(t, c, "secret/app/api", 0) != "<none>" || password(t, c, "secret/app/db", 0) != "<none>" {
+		t.Fatal("delete or revoke not applied")
+	}
+	if _, err := c.Get(metaPath("secret/app/db"), 0); !errors.Is(err, cache.ErrNotCached) {
+		t.Fatalf("revoke left the metadata: %v", err)
+	}
+	// A resync purges everything, even below the watermark, and rebuilds.
+	step(9, upsert(9, "secret/old/x", 1, "x"))
+	step(5, syncproto.Event{Seq: 5, Kind: syncproto.Resync}, upsert(5, "secret/app/db", 4, "v4"))
+	if password(t, c, "secret/old/x", 0) != "<none>" || password(t, c, "secret/app/db", 0) != "v4" {
+		t.Fatal("resync")
+	}
+	// A snapshot at sequence 0 cannot be recorded: the cache is left empty
+	// at watermark 0, and the stream goes on.
+	step(0, syncproto.Event{Seq: 0, Kind: syncproto.Resync}, upsert(0, "secret/app/db", 4, "v4"))
+	if password(t, c, "secret/app/db", 0) != "<none>" {
+		t.Fatal("resync at 0")
+	}
+}
