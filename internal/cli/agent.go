@@ -92,9 +92,9 @@ func agentConn(e *env, cf *clientFlags, zone string, check error) (*conn, error)
 
 func newAgentJoinTokenCmd(e *env, cf *clientFlags, zone *string) *cobra.Command {
 	var ttl time.Duration
-	var agentID string
+	var agentID, field string
 	cmd := &cobra.Command{
-		Use:   "join-token -zone ZONE [-ttl 15m] [-agent-id ID]",
+		Use:   "join-token -zone ZONE [-ttl 15m] [-agent-id ID] [-field join_token]",
 		Short: "Create a single-use join token that enrolls one agent into the zone",
 		Long: `Create a single-use, short-lived join token bound to the zone. The agent
 presents it once, with the public key it generated, and receives a
@@ -118,11 +118,15 @@ prove possession of a secret, not of hardware (status output says so).`,
 			if err != nil {
 				return c.fail("create join token", err)
 			}
+			if field != "" {
+				return c.printField(s, field)
+			}
 			return c.printSecret(s)
 		},
 	}
 	cmd.Flags().DurationVar(&ttl, "ttl", 15*time.Minute, "how long the token can be used")
 	cmd.Flags().StringVar(&agentID, "agent-id", "", "the ID the enrolling agent gets (default: a random one)")
+	cmd.Flags().StringVar(&field, "field", "", "print only this field (join_token) raw")
 	return cmd
 }
 

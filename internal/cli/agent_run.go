@@ -59,8 +59,12 @@ func runAgent(cmd *cobra.Command, e *env, path string) error {
 		if where == "" {
 			where = "unix:" + i.Socket
 		}
-		fmt.Fprintf(e.stdout, "edgevault agent %s (%s) serving on %s\n\n    export VAULT_ADDR='http://%s'\n    export VAULT_TOKEN='%s'   # the agent's local token\n\n",
-			i.AgentID, i.SPIFFEID, where, i.Listen, i.LocalToken)
+		who := "edgevault agent (enrolling with its join token)"
+		if i.AgentID != "" {
+			who = fmt.Sprintf("edgevault agent %s (%s)", i.AgentID, i.SPIFFEID)
+		}
+		fmt.Fprintf(e.stdout, "%s serving on %s\n\n    export VAULT_ADDR='http://%s'\n    export VAULT_TOKEN='%s'   # the agent's local token\n\n",
+			who, where, i.Listen, i.LocalToken)
 	})
 }
 
