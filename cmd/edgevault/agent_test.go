@@ -219,4 +219,23 @@ func TestAgentKeepsServingWhenTheServerDies(t *testing.T) {
 	if code != 200 || password(body) != "s3cret" || hdr.Get("X-Edgevault-Stale") == "" {
 		t.Fatalf("after a restart with the server down: %d %v %v", code, hdr, body)
 	}
+
+	// The server comes back (its backlog lost): the agent resyncs and gets
+	// what changed since.
+	server = exec.Command(bin, "server", "-config", srvCfg)
+	server.Stderr = os.Stderr
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the server again", func() bool { _, err := c.Sys().SealStatus(); return err == nil })
+	if _, err := c.Sys().Unseal(init.Keys[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := z.KVv2("secret").Put(t.Context(), "app/db", map[string]any{"password": "rotated"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rotated secret in the agent", func() bool {
+		code, hdr, body, _ := agentGet(t, agentAddr, tok, "secret/data/app/db")
+		return code == 200 && password(body) == "rotated" && hdr.Get("X-Edgevault-Stale") == ""
+	})
 }

@@ -38,10 +38,12 @@ type unsealed struct {
 	feed    *syncproto.Feed   // cacheable changes, per zone, for the agents
 	sync    *syncproto.Server // the agents' sync streams
 	changes chan kvChange     // committed KV changes waiting to be published
-	root    *core             // the root zone (operators), on the barrier
-	zones   *zone.Store       // the named zones' keys and records
-	bg      context.Context
-	stop    context.CancelFunc
+	// feedStarted holds the zones whose feed numbering was set (startFeed).
+	feedStarted sync.Map
+	root        *core       // the root zone (operators), on the barrier
+	zones       *zone.Store // the named zones' keys and records
+	bg          context.Context
+	stop        context.CancelFunc
 
 	mu    sync.Mutex // serialises loading and dropping named zones
 	named sync.Map   // zone name → *core, the named zones loaded so far; read without mu

@@ -62,8 +62,31 @@ func (s *Server) publishChange(ctx context.Context, u *unsealed, ch kvChange) er
 	if err != nil || !cacheable {
 		return err
 	}
+	s.startFeed(ctx, u, ch.zone)
 	_, err = u.feed.Publish(ch.zone, ev)
 	return err
+}
+
+// startFeed numbers a zone's feed, the first time this process touches it,
+// after every sequence an agent of the zone has acked: the backlog did not
+// survive the restart, so every agent gets a full resync (a snapshot at a
+// sequence above its watermark), never a silent gap.
+func (s *Server) startFeed(ctx context.Context, u *unsealed, zone string) {
+	if _, done := u.feedStarted.LoadOrStore(zone, true); done {
+		return
+	}
+	agents, err := u.attest.Agents().List(ctx, zone)
+	if err != nil {
+		s.log.Warn("sync: read the zone's agents to number its feed", "zone", zone, "err", err)
+		return
+	}
+	var high uint64
+	for _, a := range agents {
+		high = max(high, a.AckedSeq)
+	}
+	if err := u.feed.SetHead(zone, high+1); err != nil {
+		s.log.Debug("sync: feed already numbered", "zone", zone, "err", err)
+	}
 }
 
 // cacheACL is the zone's policies merged: what agents of the zone may cache.
@@ -211,6 +234,7 @@ func (s *Server) authorizeAgent(u *unsealed) syncproto.AuthorizeFunc {
 		if err != nil {
 			return "", "", err
 		}
+		s.startFeed(r.Context(), u, a.Zone)
 		return a.ID, a.Zone, nil
 	}
 }
