@@ -358,7 +358,7 @@ func (a *agent) control(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	ap := &applier{c: a.cache, log: a.log}
+	ap := &applier{c: a.cache, log: a.log, clock: a.clock}
 	cl := &syncproto.Client{
 		URL:       strings.TrimSuffix(a.cfg.ServerAddr, "/") + syncproto.Path,
 		TLSConfig: a.tlsConfig(true),

@@ -47,7 +47,14 @@ func (h *localAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.health(w)
 		return
 	}
-	local := subtle.ConstantTimeCompare([]byte(header(r, tokenHeader)), h.token) == 1
+	tok := header(r, tokenHeader)
+	bearer := false
+	if tok == "" {
+		if v, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			tok, bearer = v, true
+		}
+	}
+	local := subtle.ConstantTimeCompare([]byte(tok), h.token) == 1
 	online := h.a.online.Load()
 	if r.Method == http.MethodGet {
 		if p == "/v1/auth/token/lookup-self" {
@@ -80,6 +87,9 @@ func (h *localAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if local {
 		// The local token means nothing to the server: never send it there.
 		r.Header.Del(tokenHeader)
+		if bearer {
+			r.Header.Del("Authorization")
+		}
 	}
 	h.proxy.ServeHTTP(w, r)
 }

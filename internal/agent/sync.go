@@ -73,8 +73,16 @@ func parseUpsert(ev *syncproto.Event) (secretRead, error) {
 
 // applier turns stream events into cache batches.
 type applier struct {
-	c   *cache.Cache
-	log *slog.Logger
+	c     *cache.Cache
+	log   *slog.Logger
+	clock func() time.Time // nil: time.Now
+}
+
+func (a *applier) now() time.Time {
+	if a.clock == nil {
+		return time.Now()
+	}
+	return a.clock()
 }
 
 // opsFor returns the cache ops of one event (never Resync or Heartbeat).
@@ -136,11 +144,35 @@ func (a *applier) prune(p string, current int, pm pathMetadata, ops []cache.Op) 
 		return ops // not cached, or too stale to look at: nothing to prune
 	}
 	for _, v := range info.Versions {
-		if _, ok := pm.Versions[strconv.Itoa(v.Version)]; !ok && v.Version != current {
+		raw, listed := pm.Versions[strconv.Itoa(v.Version)]
+		if v.Version == current {
+			continue
+		}
+		if !listed || versionGone(raw, a.now()) {
 			ops = append(ops, cache.Op{Kind: cache.OpDeleteVersion, Path: p, Version: v.Version})
 		}
 	}
 	return ops
+}
+
+// versionGone reports whether the server's metadata of one version says it
+// is destroyed or deleted: such a version is never served from the cache.
+func versionGone(raw json.RawMessage, now time.Time) bool {
+	var vm struct {
+		Destroyed    bool   `json:"destroyed"`
+		DeletionTime string `json:"deletion_time"`
+	}
+	if json.Unmarshal(raw, &vm) != nil {
+		return true
+	}
+	if vm.Destroyed {
+		return true
+	}
+	if vm.DeletionTime != "" {
+		t, err := time.Parse(time.RFC3339Nano, vm.DeletionTime)
+		return err != nil || !t.After(now)
+	}
+	return false
 }
 
 // apply is syncproto.Client.Apply: the events become one cache batch at

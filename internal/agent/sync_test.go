@@ -124,3 +124,21 @@ func TestApplyEvents(t *testing.T) {
 		t.Fatal("resync at 0")
 	}
 }
+
+// A version the server's metadata marks destroyed, or deleted in the past,
+// is never kept: versionGone decides it.
+func TestVersionGone(t *testing.T) {
+	now := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	for raw, want := range map[string]bool{
+		`{"destroyed":false,"deletion_time":""}`:                     false,
+		`{"destroyed":true,"deletion_time":""}`:                      true,
+		`{"destroyed":false,"deletion_time":"2026-11-26T11:00:00Z"}`: true,
+		`{"destroyed":false,"deletion_time":"2026-11-26T13:00:00Z"}`: false,
+		`{"destroyed":false,"deletion_time":"garbage"}`:              true,
+		`not json`: true,
+	} {
+		if got := versionGone(json.RawMessage(raw), now); got != want {
+			t.Errorf("versionGone(%s) = %v, want %v", raw, got, want)
+		}
+	}
+}

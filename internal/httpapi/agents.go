@@ -3,6 +3,7 @@ package httpapi
 import (
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -210,6 +211,7 @@ func serveAgents(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 			s.writeError(w, r, agentLookupError(err, id))
 			return
 		}
+		u.sync.Disconnect(c.zone, id) // its certificate is refused from now on
 		w.WriteHeader(http.StatusNoContent)
 	case id != "" && sub == "quarantine" && (req.Operation == logical.UpdateOperation || req.Operation == logical.CreateOperation || req.Operation == logical.DeleteOperation):
 		status, reason := attest.StatusQuarantined, ""
@@ -223,6 +225,9 @@ func serveAgents(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 		if err != nil {
 			s.writeError(w, r, agentLookupError(err, id))
 			return
+		}
+		if status != attest.StatusActive {
+			u.sync.Disconnect(c.zone, id) // nothing more reaches it
 		}
 		writeResponse(w, &logical.Response{Data: agentOutput(a, u.attest.TrustDomain())}, "system")
 	default:
@@ -316,7 +321,7 @@ func serveAgentAudit(s *Server, c *core, w http.ResponseWriter, r *http.Request,
 	id := a.Name(u.attest.TrustDomain()).String()
 	indexes := make([]uint64, 0, len(body.Entries))
 	for i, e := range body.Entries {
-		if msg := agentLineProblem([]byte(e.Line)); msg != "" {
+		if msg := agentLineProblem([]byte(e.Line), a.Zone); msg != "" {
 			s.writeError(w, r, logical.InvalidRequest("entries[%d]: %s (accepted: %d)", i, msg, len(indexes)))
 			return
 		}
@@ -333,17 +338,33 @@ func serveAgentAudit(s *Server, c *core, w http.ResponseWriter, r *http.Request,
 	writeResponse(w, &logical.Response{Data: map[string]any{"accepted": len(indexes), "indexes": indexes, "signer": id}}, "system")
 }
 
-// agentLineProblem refuses agent entries that could carry secrets: agents
-// hold no audit salt, so their entries record what was read (paths,
-// versions, modes), never values.
-func agentLineProblem(line []byte) string {
+// agentFields are the fields an agent's entry may have: what was read,
+// how, when — never a value or a token (agents hold no audit salt).
+var agentFields = map[string]bool{
+	"time": true, "type": true, "error": true,
+	"request.id": true, "request.operation": true, "request.path": true, "request.version": true,
+	"request.mode": true, "request.stale_seconds": true, "request.remote_address": true, "request.namespace": true,
+	"response.status_code": true, "response.mount_type": true,
+}
+
+// agentLineProblem refuses agent entries that could carry secrets, or that
+// claim another zone than the agent's.
+func agentLineProblem(line []byte, zone string) string {
 	fields, err := leaf.Fields(line)
 	if err != nil {
 		return "line: " + err.Error()
 	}
 	for _, f := range fields {
-		if f.Name == "request.data" || f.Name == "response.data" || strings.HasPrefix(f.Name, "auth.client_token") {
+		if !agentFields[f.Name] {
 			return fmt.Sprintf("line: field %q is not allowed in an agent's entry (agents record what was read, never values or tokens)", f.Name)
+		}
+		if f.Name == "request.namespace" {
+			var ns struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(f.Value, &ns) != nil || ns.ID != zoneLabel(zone) {
+				return fmt.Sprintf("line: request.namespace must be the agent's zone {\"id\":%q}", zoneLabel(zone))
+			}
 		}
 	}
 	return ""

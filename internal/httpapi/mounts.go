@@ -333,6 +333,9 @@ func (s *Server) disableMount(ctx context.Context, c *core, path string) error {
 	if err := deleteTree(ctx, c.store, enginePrefix+gone.UUID+"/"); err != nil {
 		s.log.Warn("unmount: records left behind", "mount", path, "err", err)
 	}
+	if u := s.state.Load(); u != nil {
+		u.republish(c.zone) // the mount's secrets leave the agents
+	}
 	return nil
 }
 

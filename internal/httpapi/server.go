@@ -348,6 +348,12 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 	if t != nil {
 		t.resp = resp
 	}
+	if route.handler == logical.Handler(c.policies) && (req.Operation != logical.ReadOperation && req.Operation != logical.ListOperation) {
+		// What agents may cache may have changed.
+		if u := s.state.Load(); u != nil {
+			u.republish(c.zone)
+		}
+	}
 	writeResponse(w, resp, route.mountType)
 }
 

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/attest"
 	"github.com/edgevault/edgevault/internal/audit"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/policy"
@@ -58,35 +60,48 @@ func (s *Server) publishChange(ctx context.Context, u *unsealed, ch kvChange) er
 	if err != nil {
 		return err
 	}
+	if ch.mount == "" {
+		return s.republishZone(ctx, u, c)
+	}
 	ev, cacheable, err := c.secretEvent(ctx, ch.mount, ch.key)
 	if err != nil || !cacheable {
 		return err
 	}
-	s.startFeed(ctx, u, ch.zone)
+	s.startFeed(u, ch.zone)
 	_, err = u.feed.Publish(ch.zone, ev)
 	return err
 }
 
-// startFeed numbers a zone's feed, the first time this process touches it,
-// after every sequence an agent of the zone has acked: the backlog did not
-// survive the restart, so every agent gets a full resync (a snapshot at a
-// sequence above its watermark), never a silent gap.
-func (s *Server) startFeed(ctx context.Context, u *unsealed, zone string) {
-	if _, done := u.feedStarted.LoadOrStore(zone, true); done {
-		return
-	}
-	agents, err := u.attest.Agents().List(ctx, zone)
+// republish queues a republication of the whole zone, after what agents
+// may cache changed (a policy written or deleted, a mount disabled).
+func (u *unsealed) republish(zone string) { u.kvChanged(zone, "", "") }
+
+// republishZone publishes, as one batch, a revocation of everything the
+// zone's agents cache, then every secret they may cache now: what lost its
+// cache coverage, or its mount, is gone from the agents.
+func (s *Server) republishZone(ctx context.Context, u *unsealed, c *core) error {
+	s.startFeed(u, c.zone)
+	_, events, err := s.zoneSnapshot(u)(ctx, c.zone)
 	if err != nil {
-		s.log.Warn("sync: read the zone's agents to number its feed", "zone", zone, "err", err)
-		return
+		return err
 	}
-	var high uint64
-	for _, a := range agents {
-		high = max(high, a.AckedSeq)
-	}
-	if err := u.feed.SetHead(zone, high+1); err != nil {
-		s.log.Debug("sync: feed already numbered", "zone", zone, "err", err)
-	}
+	_, err = u.feed.Publish(c.zone, append([]syncproto.Event{{Kind: syncproto.Revoke, Path: ""}}, events...)...)
+	return err
+}
+
+// startFeed numbers a zone's feed, before this process publishes or
+// streams anything of it, from the current time in nanoseconds: above any
+// sequence a previous run can have reached (it would have needed an event
+// per nanosecond), so every agent coming back after a restart is behind the
+// new backlog and gets a full resync (a snapshot) — never a silent gap,
+// whatever acks the registry did or did not record.
+func (s *Server) startFeed(u *unsealed, zone string) {
+	once, _ := u.feedStarted.LoadOrStore(zone, new(sync.Once))
+	once.(*sync.Once).Do(func() {
+		if err := u.feed.SetHead(zone, uint64(time.Now().UnixNano())); err != nil {
+			s.log.Error("sync: number the zone's feed", "zone", zone, "err", err)
+		}
+	})
 }
 
 // cacheACL is the zone's policies merged: what agents of the zone may cache.
@@ -155,6 +170,7 @@ func (c *core) secretEvent(ctx context.Context, mount, key string) (syncproto.Ev
 // needs a full resync.
 func (s *Server) zoneSnapshot(u *unsealed) syncproto.SnapshotFunc {
 	return func(ctx context.Context, zone string) (uint64, []syncproto.Event, error) {
+		s.startFeed(u, zone)
 		seq := u.feed.Head(zone) // every later change is published after this
 		c, err := s.zoneCore(ctx, u, zone)
 		if err != nil {
@@ -217,6 +233,14 @@ func (s *Server) authorizeAgent(u *unsealed) syncproto.AuthorizeFunc {
 			return "", "", errors.New("a client certificate is required")
 		}
 		a, err := u.attest.Authorize(r.Context(), r.TLS.PeerCertificates, time.Now())
+		if err != nil {
+			// Audit the refusal in the zone the certificate names, if any.
+			if uris := r.TLS.PeerCertificates[0].URIs; len(uris) == 1 {
+				if n, perr := attest.ParseAgentName(uris[0]); perr == nil {
+					a.Zone = n.Zone
+				}
+			}
+		}
 		entry := &audit.Entry{Time: time.Now(), Type: audit.TypeRequest, Request: &audit.Request{
 			ID: newRequestID(), Operation: "update", Path: strings.TrimPrefix(syncproto.Path, "/v1/"), Namespace: a.Zone,
 			MountType: "system", MountPoint: "sys/", RemoteAddress: r.RemoteAddr,
@@ -234,7 +258,7 @@ func (s *Server) authorizeAgent(u *unsealed) syncproto.AuthorizeFunc {
 		if err != nil {
 			return "", "", err
 		}
-		s.startFeed(r.Context(), u, a.Zone)
+		s.startFeed(u, a.Zone)
 		return a.ID, a.Zone, nil
 	}
 }
@@ -246,4 +270,19 @@ func (s *Server) agentAcked(u *unsealed) func(agentID, zone string, seq uint64) 
 			s.log.Warn("sync: record an ack", "agent", agentID, "zone", zone, "err", err)
 		}
 	}
+}
+
+// SyncEvents returns the events a zone's feed still holds, oldest first:
+// what an agent joining now would be sent after its snapshot. For
+// diagnostics and tests.
+func (s *Server) SyncEvents(zone string) []syncproto.Event {
+	u := s.state.Load()
+	if u == nil {
+		return nil
+	}
+	b, err := u.feed.Subscribe(zone, 0, 1<<20)
+	if err != nil {
+		return nil
+	}
+	return b.Events
 }

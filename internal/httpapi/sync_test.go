@@ -140,9 +140,20 @@ path "secret/data/app/*" {
 		return err == nil && fmt.Sprint(a.Data["cache_watermark"]) != "0"
 	})
 
-	// A quarantined agent's stream is refused.
+	// Quarantine ends the open stream: a later write does not reach the agent.
 	if _, err := z.Logical().Write("sys/agents/node-a/quarantine", map[string]any{"reason": "test"}); err != nil {
 		t.Fatal(err)
+	}
+	waitFor("the agent cut off", func() bool { return len(states) > 0 && states[len(states)-1] == syncproto.StateDegraded })
+	if _, err := z.KVv2("secret").Put(t.Context(), "app/after", map[string]any{"k": "v"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	_, leaked := got["secret/app/after"]
+	mu.Unlock()
+	if leaked {
+		t.Fatal("a write after quarantine reached the agent")
 	}
 	cancel()
 	<-done
@@ -274,4 +285,65 @@ func TestAgentSignedAudit(t *testing.T) {
 	if n != 2 { // the first, and the valid first entry of the second batch
 		t.Fatalf("%d agent entries in the audit file, want 2", n)
 	}
+}
+
+// A secret that loses its cache coverage (the policy deleted) leaves the
+// agents; so does everything of a disabled mount.
+func TestCoverageLossRevokes(t *testing.T) {
+	ts, _, _ := auditedServer(t)
+	enrolled(t, ts, "edge-1", "node-a")
+	zt, err := ts.client.Logical().Write("sys/zones/edge-1/root-token", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := ts.newClient(t, zt.Auth.ClientToken)
+	z.SetNamespace("edge-1")
+	if err := z.Sys().PutPolicy("edge-cache", `path "secret/data/*" {
+  capabilities = ["read"]
+  cache { max_stale = "1h" }
+}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := z.KVv2("secret").Put(t.Context(), "app/db", map[string]any{"password": "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	feed := func() []syncproto.Event { return ts.srv.SyncEvents("edge-1") }
+	waitUntil := func(what string, ok func([]syncproto.Event) bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !ok(feed()) {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s: %+v", what, feed())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitUntil("the upsert", func(evs []syncproto.Event) bool {
+		return len(evs) > 0 && evs[len(evs)-1].Kind == syncproto.Upsert && evs[len(evs)-1].Path == "secret/app/db"
+	})
+	if err := z.Sys().DeletePolicy("edge-cache"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil("a full revocation with nothing re-published", func(evs []syncproto.Event) bool {
+		last := evs[len(evs)-1]
+		return last.Kind == syncproto.Revoke && last.Path == ""
+	})
+	// Covered again, then the mount disabled: revoked, nothing re-published.
+	if err := z.Sys().PutPolicy("edge-cache", `path "secret/data/*" {
+  capabilities = ["read"]
+  cache { max_stale = "1h" }
+}`); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil("the secret re-published", func(evs []syncproto.Event) bool {
+		last := evs[len(evs)-1]
+		return last.Kind == syncproto.Upsert && last.Path == "secret/app/db"
+	})
+	if err := z.Sys().Unmount("secret"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil("the mount's secrets revoked", func(evs []syncproto.Event) bool {
+		last := evs[len(evs)-1]
+		return last.Kind == syncproto.Revoke && last.Path == ""
+	})
 }

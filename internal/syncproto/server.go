@@ -82,7 +82,48 @@ type Server struct {
 
 	mu       sync.Mutex
 	agents   map[string]*AgentStatus
+	cancels  map[string]map[uint64]context.CancelFunc // open streams by zone+agent
+	nextID   uint64
 	shutdown chan struct{} // closed by Shutdown; made lazily
+}
+
+// Disconnect ends every open stream of one agent (quarantined, revoked or
+// deleted); it must also be refused by Authorize from then on, or it
+// reconnects. It returns how many streams it ended.
+func (s *Server) Disconnect(zone, agentID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, cancel := range s.cancels[zone+"\x00"+agentID] {
+		cancel()
+		n++
+	}
+	return n
+}
+
+// register records an open stream's cancel function; the returned func
+// forgets it.
+func (s *Server) register(zone, agentID string, cancel context.CancelFunc) func() {
+	key := zone + "\x00" + agentID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancels == nil {
+		s.cancels = map[string]map[uint64]context.CancelFunc{}
+	}
+	if s.cancels[key] == nil {
+		s.cancels[key] = map[uint64]context.CancelFunc{}
+	}
+	id := s.nextID
+	s.nextID++
+	s.cancels[key][id] = cancel
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.cancels[key], id)
+		if len(s.cancels[key]) == 0 {
+			delete(s.cancels, key)
+		}
+	}
 }
 
 // Handler returns a Server with default timings.
@@ -188,7 +229,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	log := s.logger().With("agent", agentID, "zone", zone)
-	err = s.stream(w, r, agentID, zone, from, shutdown)
+	ctx, cancel := context.WithCancel(r.Context())
+	forget := s.register(zone, agentID, cancel)
+	err = s.stream(w, r.WithContext(ctx), agentID, zone, from, shutdown)
+	forget()
+	cancel()
 	s.track(agentID, zone, func(a *AgentStatus) { a.streams--; a.Connected = a.streams > 0 })
 	switch {
 	case err == nil, errors.Is(err, context.Canceled):
@@ -307,6 +352,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, agentID, zone st
 					return err
 				}
 				continue
+			}
+			if s.Snapshot != nil {
+				// Fell behind the backlog after this stream's snapshot: a
+				// Resync without one would empty the agent's cache. End the
+				// stream; the agent reconnects and gets a fresh snapshot.
+				return fmt.Errorf("agent fell %d events behind the backlog after its snapshot; it reconnects for a new one", b.Head-cursor)
 			}
 			if err := s.appendEvent(&buf, Event{Seq: b.From, Kind: Resync, Zone: zone}); err != nil {
 				return err
