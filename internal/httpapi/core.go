@@ -40,10 +40,13 @@ type unsealed struct {
 	changes chan kvChange     // committed KV changes waiting to be published
 	// feedStarted holds the zones whose feed numbering was set (startFeed).
 	feedStarted sync.Map
-	root        *core       // the root zone (operators), on the barrier
-	zones       *zone.Store // the named zones' keys and records
-	bg          context.Context
-	stop        context.CancelFunc
+	// overflow holds zones to republish whole: a change could not be queued
+	// or published.
+	overflow sync.Map
+	root     *core       // the root zone (operators), on the barrier
+	zones    *zone.Store // the named zones' keys and records
+	bg       context.Context
+	stop     context.CancelFunc
 
 	mu    sync.Mutex // serialises loading and dropping named zones
 	named sync.Map   // zone name → *core, the named zones loaded so far; read without mu

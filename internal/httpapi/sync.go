@@ -27,6 +27,10 @@ import (
 // published as an Upsert (the secret's current version, as the read API
 // returns it, with its metadata) or a Delete.
 
+// maxCachedSecret bounds a secret agents cache (data and metadata, as
+// JSON): larger ones stay on the server, well within a sync frame.
+const maxCachedSecret = 1 << 20
+
 // kvChange is one committed change to a KV secret, for the publisher.
 type kvChange struct {
 	zone, mount, key string
@@ -37,21 +41,44 @@ type kvChange struct {
 func (u *unsealed) kvChanged(zone, mount, key string) {
 	select {
 	case u.changes <- kvChange{zone, mount, key}:
-	case <-u.bg.Done():
+	default:
+		// The publisher is behind: never block a write for it. The zone is
+		// republished whole once the queue drains.
+		u.overflow.Store(zone, true)
 	}
 }
 
-// publish turns queued changes into feed events until ctx ends.
+// publish turns queued changes into feed events until ctx ends; zones
+// marked for a whole republication are done once the queue is empty.
 func (s *Server) publish(u *unsealed) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
 	for {
 		select {
 		case <-u.bg.Done():
 			return
 		case ch := <-u.changes:
 			if err := s.publishChange(u.bg, u, ch); err != nil && !errors.Is(err, context.Canceled) {
-				s.log.Warn("sync: publish a change", "zone", ch.zone, "mount", ch.mount, "err", err)
+				s.log.Warn("sync: publish a change; the zone is republished whole", "zone", ch.zone, "mount", ch.mount, "err", err)
+				u.overflow.Store(ch.zone, true)
 			}
+			if len(u.changes) > 0 {
+				continue
+			}
+		case <-tick.C:
 		}
+		u.overflow.Range(func(zone, _ any) bool {
+			u.overflow.Delete(zone)
+			c, err := s.zoneCore(u.bg, u, zone.(string))
+			if err == nil {
+				err = s.republishZone(u.bg, u, c)
+			}
+			if err != nil && !errors.Is(err, context.Canceled) {
+				s.log.Error("sync: republish a zone", "zone", zone, "err", err)
+				u.overflow.Store(zone, true) // try again
+			}
+			return true
+		})
 	}
 }
 
@@ -159,6 +186,10 @@ func (c *core) secretEvent(ctx context.Context, mount, key string) (syncproto.Ev
 	if err != nil {
 		return syncproto.Event{}, false, err
 	}
+	if len(rawData)+len(rawMeta) > maxCachedSecret {
+		// Too large for one sync frame: agents drop it and ask the server.
+		return syncproto.Event{Kind: syncproto.Delete, Path: path}, true, nil
+	}
 	version := 0
 	if cv, ok := meta.Data["current_version"]; ok {
 		fmt.Sscan(fmt.Sprint(cv), &version)
@@ -265,8 +296,20 @@ func (s *Server) authorizeAgent(u *unsealed) syncproto.AuthorizeFunc {
 
 // agentAcked records an agent's ack (its cache watermark) in the registry.
 func (s *Server) agentAcked(u *unsealed) func(agentID, zone string, seq uint64) {
+	type seen struct {
+		seq uint64
+		at  time.Time
+	}
+	var last sync.Map // zone+agent → seen
 	return func(agentID, zone string, seq uint64) {
-		if _, err := u.attest.Agents().Ack(u.bg, zone, agentID, seq, time.Now()); err != nil {
+		// Heartbeats re-send the same ack every second: write the registry
+		// only when it moved, or every 30 s for last_seen.
+		key, now := zone+"\x00"+agentID, time.Now()
+		if v, ok := last.Load(key); ok && v.(seen).seq == seq && now.Sub(v.(seen).at) < 30*time.Second {
+			return
+		}
+		last.Store(key, seen{seq, now})
+		if _, err := u.attest.Agents().Ack(u.bg, zone, agentID, seq, now); err != nil {
 			s.log.Warn("sync: record an ack", "agent", agentID, "zone", zone, "err", err)
 		}
 	}
