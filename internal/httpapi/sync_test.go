@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	vault "github.com/hashicorp/vault/api"
+
 	"github.com/edgevault/edgevault/internal/audit/leaf"
 	"github.com/edgevault/edgevault/internal/syncproto"
 )
@@ -24,15 +26,8 @@ import (
 // the secrets the zone's policies let agents cache, as they change.
 func TestAgentSyncStream(t *testing.T) {
 	ts, file, _ := auditedServer(t)
-	if _, err := ts.client.Logical().Write("sys/zones/edge-1", map[string]any{}); err != nil {
-		t.Fatal(err)
-	}
-	zt, err := ts.client.Logical().Write("sys/zones/edge-1/root-token", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	z := ts.newClient(t, zt.Auth.ClientToken)
-	z.SetNamespace("edge-1")
+	ag := enrolled(t, ts, "edge-1", "node-a")
+	z := ag.zone
 	if err := z.Sys().PutPolicy("edge-cache", `
 path "secret/data/app/*" {
   capabilities = ["read"]
@@ -46,34 +41,6 @@ path "secret/data/app/*" {
 	if _, err := z.KVv2("secret").Put(t.Context(), "private/key", map[string]any{"k": "never cached"}); err != nil {
 		t.Fatal(err)
 	}
-	jt, err := z.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": "node-a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, pub := newAgentKey(t)
-	anon := ts.newClient(t, "")
-	anon.SetNamespace("edge-1")
-	en, err := anon.Logical().Write("auth/attest/enroll", map[string]any{"join_token": jt.Data["join_token"], "public_key": pub})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var certs [][]byte
-	rest := []byte(en.Data["certificate_chain"].(string))
-	for {
-		var blk *pem.Block
-		if blk, rest = pem.Decode(rest); blk == nil {
-			break
-		}
-		certs = append(certs, blk.Bytes)
-	}
-
-	srv := httptest.NewUnstartedServer(ts.srv.Handler())
-	srv.EnableHTTP2 = true
-	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
-	srv.StartTLS()
-	defer srv.Close()
-	roots := x509.NewCertPool()
-	roots.AddCert(srv.Certificate())
 
 	var (
 		mu     sync.Mutex
@@ -82,8 +49,8 @@ path "secret/data/app/*" {
 		states []syncproto.State
 	)
 	cl := &syncproto.Client{
-		URL:       srv.URL + syncproto.Path,
-		TLSConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{{Certificate: certs, PrivateKey: key}}},
+		URL:       ag.url + syncproto.Path,
+		TLSConfig: ag.tls.Clone(),
 		From:      func() uint64 { mu.Lock(); defer mu.Unlock(); return acked },
 		Apply: func(evs []syncproto.Event) (uint64, error) {
 			mu.Lock()
@@ -157,8 +124,7 @@ path "secret/data/app/*" {
 	}
 	cancel()
 	<-done
-	hc := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: cl.TLSConfig.Clone()}}
-	resp, err := hc.Post(srv.URL+syncproto.Path, syncproto.ContentType, strings.NewReader(""))
+	resp, err := ag.http.Post(ag.url+syncproto.Path, syncproto.ContentType, strings.NewReader(""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,9 +144,18 @@ path "secret/data/app/*" {
 	}
 }
 
-// enrolled enrolls agent id in zone and returns an HTTP/2 mTLS client for it
-// against a TLS front of the server, and that front's URL.
-func enrolled(t *testing.T, ts *testServer, zone, id string) (*http.Client, string, *ecdsa.PrivateKey) {
+// testAgent is an enrolled agent, reaching a TLS front of the server.
+type testAgent struct {
+	zone *vault.Client // a root token of the agent's zone, in the zone
+	key  *ecdsa.PrivateKey
+	tls  *tls.Config  // the agent's client certificate and the front's CA
+	http *http.Client // HTTP/2 over that TLS
+	url  string       // the TLS front
+}
+
+// enrolled creates zone, enrolls agent id there with a join token, and
+// starts an HTTP/2 TLS front of the server that asks for client certificates.
+func enrolled(t *testing.T, ts *testServer, zone, id string) testAgent {
 	t.Helper()
 	if _, err := ts.client.Logical().Write("sys/zones/"+zone, map[string]any{}); err != nil {
 		t.Fatal(err)
@@ -218,16 +193,17 @@ func enrolled(t *testing.T, ts *testServer, zone, id string) (*http.Client, stri
 	t.Cleanup(srv.Close)
 	roots := x509.NewCertPool()
 	roots.AddCert(srv.Certificate())
-	hc := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true,
-		TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{{Certificate: certs, PrivateKey: key}}}}}
-	return hc, srv.URL, key
+	cfg := &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{{Certificate: certs, PrivateKey: key}}}
+	hc := &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: cfg.Clone()}}
+	return testAgent{zone: z, key: key, tls: cfg, http: hc, url: srv.URL}
 }
 
 // Agents forward the entries they signed for local reads; the server binds
 // them to the identity and key of the connection and logs them.
 func TestAgentSignedAudit(t *testing.T) {
 	ts, file, _ := auditedServer(t)
-	hc, url, key := enrolled(t, ts, "edge-1", "node-a")
+	ag := enrolled(t, ts, "edge-1", "node-a")
+	hc, url, key := ag.http, ag.url, ag.key
 	line := `{"request":{"mode":"degraded","operation":"read","path":"secret/data/app/db","version":3},"time":"2026-11-26T01:00:00Z","type":"agent-read"}`
 	seed := bytes.Repeat([]byte{9}, 32)
 	fields, _ := leaf.Fields([]byte(line))
@@ -291,13 +267,7 @@ func TestAgentSignedAudit(t *testing.T) {
 // agents; so does everything of a disabled mount.
 func TestCoverageLossRevokes(t *testing.T) {
 	ts, _, _ := auditedServer(t)
-	enrolled(t, ts, "edge-1", "node-a")
-	zt, err := ts.client.Logical().Write("sys/zones/edge-1/root-token", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	z := ts.newClient(t, zt.Auth.ClientToken)
-	z.SetNamespace("edge-1")
+	z := enrolled(t, ts, "edge-1", "node-a").zone
 	if err := z.Sys().PutPolicy("edge-cache", `path "secret/data/*" {
   capabilities = ["read"]
   cache { max_stale = "1h" }
