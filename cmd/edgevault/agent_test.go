@@ -25,7 +25,7 @@ import (
 )
 
 // selfSigned writes a loopback server certificate and key to dir.
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+func selfSigned(t testing.TB, dir string) (certFile, keyFile string) {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
@@ -44,7 +44,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 }
 
 // waitFor polls cond until it holds or 30 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -56,7 +56,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // agentGet reads path from the agent's local API.
-func agentGet(t *testing.T, addr, token, path string) (int, http.Header, map[string]any, time.Duration) {
+func agentGet(t testing.TB, addr, token, path string) (int, http.Header, map[string]any, time.Duration) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", "http://"+addr+"/v1/"+path, nil)
 	if token != "" {
@@ -75,29 +75,36 @@ func agentGet(t *testing.T, addr, token, path string) (int, http.Header, map[str
 	return resp.StatusCode, resp.Header, body, took
 }
 
-// The server and an agent as real processes over real mTLS: the agent
-// serves its cache through a hung (SIGSTOP) and a killed (SIGKILL) server,
-// saying how stale, refuses what it cannot serve at once, and starts from
-// its cache while the server is down.
-func TestAgentKeepsServingWhenTheServerDies(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the real binary")
-	}
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	certFile, keyFile := selfSigned(t, dir)
-	addr, agentAddr := freeAddr(t), freeAddr(t)
-	srvCfg := filepath.Join(dir, "server.hcl")
-	writeFile(t, srvCfg, fmt.Sprintf("listener \"tcp\" {\n address = %q\n tls_cert_file = %q\n tls_key_file = %q\n}\nstorage \"bolt\" { path = %q }\n",
-		addr, certFile, keyFile, filepath.Join(dir, "ev.db")))
-	server := exec.Command(bin, "server", "-config", srvCfg)
-	server.Stderr = os.Stderr
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { server.Process.Signal(syscall.SIGCONT); server.Process.Kill(); server.Wait() }()
+// edgeRig is a real server and a real agent of zone "edge", over mTLS.
+type edgeRig struct {
+	bin, dir, addr, agentAddr, srvCfg, agentCfg string
+	server, agent                               *exec.Cmd
+	c, z                                        *vault.Client // root; a root token of zone edge
+	unsealKey                                   string
+	tok                                         string // the agent's local token
+}
+
+// newEdgeRig starts the server and an agent following it, with a policy
+// letting agents cache secret/data/app/*, and waits until the agent is online.
+func newEdgeRig(t testing.TB) *edgeRig {
+	r := &edgeRig{bin: buildBinary(t), dir: t.TempDir()}
+	certFile, keyFile := selfSigned(t, r.dir)
+	r.addr, r.agentAddr = freeAddr(t), freeAddr(t)
+	r.srvCfg = filepath.Join(r.dir, "server.hcl")
+	writeFile(t, r.srvCfg, fmt.Sprintf("listener \"tcp\" {\n address = %q\n tls_cert_file = %q\n tls_key_file = %q\n}\nstorage \"bolt\" { path = %q }\nlog_level = \"warn\"\n",
+		r.addr, certFile, keyFile, filepath.Join(r.dir, "ev.db")))
+	r.startServer(t)
+	t.Cleanup(func() {
+		for _, p := range []*exec.Cmd{r.server, r.agent} {
+			if p != nil && p.Process != nil {
+				p.Process.Signal(syscall.SIGCONT)
+				p.Process.Kill()
+				p.Wait()
+			}
+		}
+	})
 	cfg := vault.DefaultConfig()
-	cfg.Address, cfg.MaxRetries, cfg.Timeout = "https://"+addr, 0, 10*time.Second
+	cfg.Address, cfg.MaxRetries, cfg.Timeout = "https://"+r.addr, 0, 10*time.Second
 	if err := cfg.ConfigureTLS(&vault.TLSConfig{CACert: certFile}); err != nil {
 		t.Fatal(err)
 	}
@@ -105,12 +112,14 @@ func TestAgentKeepsServingWhenTheServerDies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.c = c
 	waitFor(t, "the server", func() bool { _, err := c.Sys().SealStatus(); return err == nil })
 	init, err := c.Sys().Init(&vault.InitRequest{SecretShares: 1, SecretThreshold: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Sys().Unseal(init.Keys[0]); err != nil {
+	r.unsealKey = init.Keys[0]
+	if _, err := c.Sys().Unseal(r.unsealKey); err != nil {
 		t.Fatal(err)
 	}
 	c.SetToken(init.RootToken)
@@ -121,60 +130,86 @@ func TestAgentKeepsServingWhenTheServerDies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	z, _ := c.Clone()
-	z.SetToken(zt.Auth.ClientToken)
-	z.SetNamespace("edge")
-	if err := z.Sys().PutPolicy("agent-cache", `path "secret/data/app/*" {
+	r.z, _ = c.Clone()
+	r.z.SetToken(zt.Auth.ClientToken)
+	r.z.SetNamespace("edge")
+	if err := r.z.Sys().PutPolicy("agent-cache", `path "secret/data/app/*" {
   capabilities = ["read"]
   cache { max_stale = "24h" }
 }`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := z.KVv2("secret").Put(t.Context(), "app/db", map[string]any{"password": "s3cret"}); err != nil {
-		t.Fatal(err)
-	}
-	jt, err := z.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": "node-a"})
+	jt, err := r.z.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": "node-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, "jt"), jt.Data["join_token"].(string))
-	agentCfg := filepath.Join(dir, "agent.hcl")
-	state := filepath.Join(dir, "agent-state")
-	writeFile(t, agentCfg, fmt.Sprintf("server {\n address = %q\n ca_cert = %q\n}\nzone = \"edge\"\njoin_token_file = %q\nstate_dir = %q\nlistener \"tcp\" { address = %q }\n",
-		"https://"+addr, certFile, filepath.Join(dir, "jt"), state, agentAddr))
-	startAgent := func() *exec.Cmd {
-		a := exec.Command(bin, "agent", "-config", agentCfg)
-		a.Stderr = os.Stderr
-		if err := a.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return a
-	}
-	agent := startAgent()
-	defer func() { agent.Process.Kill(); agent.Wait() }()
-	mode := func() string {
-		_, _, body, _ := agentGet(t, agentAddr, "", "sys/health")
-		m, _ := body["mode"].(string)
-		return m
-	}
-	waitFor(t, "the agent online", func() bool {
-		conn, err := net.DialTimeout("tcp", agentAddr, time.Second)
-		if err != nil {
-			return false
-		}
-		conn.Close()
-		return mode() == "online"
-	})
+	writeFile(t, filepath.Join(r.dir, "jt"), jt.Data["join_token"].(string))
+	r.agentCfg = filepath.Join(r.dir, "agent.hcl")
+	state := filepath.Join(r.dir, "agent-state")
+	writeFile(t, r.agentCfg, fmt.Sprintf("server {\n address = %q\n ca_cert = %q\n}\nzone = \"edge\"\njoin_token_file = %q\nstate_dir = %q\nlistener \"tcp\" { address = %q }\nlog_level = \"warn\"\n",
+		"https://"+r.addr, certFile, filepath.Join(r.dir, "jt"), state, r.agentAddr))
+	r.startAgent(t)
+	waitFor(t, "the agent online", func() bool { return r.mode(t) == "online" })
 	raw, err := os.ReadFile(filepath.Join(state, "local-token"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := strings.TrimSpace(string(raw))
-	password := func(body map[string]any) any {
-		d, _ := body["data"].(map[string]any)
-		dd, _ := d["data"].(map[string]any)
-		return dd["password"]
+	r.tok = strings.TrimSpace(string(raw))
+	return r
+}
+
+func (r *edgeRig) startServer(t testing.TB) {
+	r.server = exec.Command(r.bin, "server", "-config", r.srvCfg)
+	r.server.Stderr = os.Stderr
+	if err := r.server.Start(); err != nil {
+		t.Fatal(err)
 	}
+}
+
+func (r *edgeRig) startAgent(t testing.TB) {
+	r.agent = exec.Command(r.bin, "agent", "-config", r.agentCfg)
+	r.agent.Stderr = os.Stderr
+	if err := r.agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the agent's listener", func() bool {
+		conn, err := net.DialTimeout("tcp", r.agentAddr, time.Second)
+		if err != nil {
+			return false
+		}
+		conn.Close()
+		return true
+	})
+}
+
+// mode is the agent's own health mode.
+func (r *edgeRig) mode(t testing.TB) string {
+	_, _, body, _ := agentGet(t, r.agentAddr, "", "sys/health")
+	m, _ := body["mode"].(string)
+	return m
+}
+
+// password reads the password field of a KV v2 read answer.
+func password(body map[string]any) any {
+	d, _ := body["data"].(map[string]any)
+	dd, _ := d["data"].(map[string]any)
+	return dd["password"]
+}
+
+// The server and an agent as real processes over real mTLS: the agent
+// serves its cache through a hung (SIGSTOP) and a killed (SIGKILL) server,
+// saying how stale, refuses what it cannot serve at once, starts from its
+// cache while the server is down, and resyncs when the server comes back.
+func TestAgentKeepsServingWhenTheServerDies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real binary")
+	}
+	r := newEdgeRig(t)
+	server, z, agentAddr, tok := r.server, r.z, r.agentAddr, r.tok
+	if _, err := z.KVv2("secret").Put(t.Context(), "app/db", map[string]any{"password": "s3cret"}); err != nil {
+		t.Fatal(err)
+	}
+	mode := func() string { return r.mode(t) }
 	waitFor(t, "the secret in the agent", func() bool {
 		code, _, body, _ := agentGet(t, agentAddr, tok, "secret/data/app/db")
 		return code == 200 && password(body) == "s3cret"
@@ -204,17 +239,9 @@ func TestAgentKeepsServingWhenTheServerDies(t *testing.T) {
 	}
 
 	// The agent restarts from its cache while the server is still down.
-	agent.Process.Signal(syscall.SIGTERM)
-	agent.Wait()
-	agent = startAgent()
-	waitFor(t, "the restarted agent", func() bool {
-		conn, err := net.DialTimeout("tcp", agentAddr, time.Second)
-		if err != nil {
-			return false
-		}
-		conn.Close()
-		return true
-	})
+	r.agent.Process.Signal(syscall.SIGTERM)
+	r.agent.Wait()
+	r.startAgent(t)
 	code, hdr, body, _ = agentGet(t, agentAddr, tok, "secret/data/app/db")
 	if code != 200 || password(body) != "s3cret" || hdr.Get("X-Edgevault-Stale") == "" {
 		t.Fatalf("after a restart with the server down: %d %v %v", code, hdr, body)
@@ -222,13 +249,9 @@ func TestAgentKeepsServingWhenTheServerDies(t *testing.T) {
 
 	// The server comes back (its backlog lost): the agent resyncs and gets
 	// what changed since.
-	server = exec.Command(bin, "server", "-config", srvCfg)
-	server.Stderr = os.Stderr
-	if err := server.Start(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the server again", func() bool { _, err := c.Sys().SealStatus(); return err == nil })
-	if _, err := c.Sys().Unseal(init.Keys[0]); err != nil {
+	r.startServer(t)
+	waitFor(t, "the server again", func() bool { _, err := r.c.Sys().SealStatus(); return err == nil })
+	if _, err := r.c.Sys().Unseal(r.unsealKey); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := z.KVv2("secret").Put(t.Context(), "app/db", map[string]any{"password": "rotated"}); err != nil {

@@ -24,7 +24,7 @@ import (
 )
 
 // buildBinary compiles edgevault once for the process tests.
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "edgevault")
 	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
@@ -50,7 +50,7 @@ func serverFiles(t *testing.T, extra string) (cfg, addr, db string) {
 	return cfg, addr, db
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
