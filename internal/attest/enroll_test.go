@@ -507,8 +507,18 @@ func TestRenew(t *testing.T) {
 		if _, err := e.svc.Authorize(ctx, []*x509.Certificate{re.Certificate}, later); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.svc.Renew(ctx, []*x509.Certificate{re.Certificate}, &k2.PublicKey, later.Add(2*time.Hour)); !errors.Is(err, attest.ErrCertExpired) {
-			t.Fatalf("renew with an expired cert: %v", err)
+		// Expired while cut off: renewable within the grace (30 days)...
+		back := later.Add(3 * 24 * time.Hour)
+		re2, err := e.svc.Renew(ctx, []*x509.Certificate{re.Certificate}, &k2.PublicKey, back)
+		if err != nil {
+			t.Fatalf("renew 3 days after expiry: %v", err)
+		}
+		if !re2.Certificate.NotAfter.Equal(back.Add(time.Hour)) {
+			t.Fatalf("renewed after expiry until %s", re2.Certificate.NotAfter)
+		}
+		// ...not beyond it.
+		if _, err := e.svc.Renew(ctx, []*x509.Certificate{re2.Certificate}, &k2.PublicKey, back.Add(31*24*time.Hour)); !errors.Is(err, attest.ErrCertExpired) {
+			t.Fatalf("renew 31 days after expiry: %v", err)
 		}
 	})
 }

@@ -38,7 +38,16 @@ type Config struct {
 	// Logger receives enrollments, renewals and refusals (IDs only, never
 	// tokens or keys). nil discards.
 	Logger *slog.Logger
+	// RenewGrace is how long after its certificate expired an agent may
+	// still renew it (an edge node that was cut off): the certificate must
+	// still be its current one and the agent active. 0 means
+	// DefaultRenewGrace; a negative value allows none.
+	RenewGrace time.Duration
 }
+
+// DefaultRenewGrace lets an agent that was offline up to 30 days (the
+// longest cache max_stale) renew without a new join token.
+const DefaultRenewGrace = 30 * 24 * time.Hour
 
 // Service enrolls, renews and authorizes agents of every zone: it owns the
 // zones' CAs, the join token store and the agent registry. Safe for
@@ -379,6 +388,17 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, pub cryp
 		return fail(err)
 	}
 	a, err := s.authorize(ctx, chain, now)
+	if errors.Is(err, ErrCertExpired) && len(chain) > 0 && chain[0] != nil {
+		// Expired while the agent was cut off: renewable within the grace,
+		// judged as of the certificate's last valid second.
+		grace := s.cfg.RenewGrace
+		if grace == 0 {
+			grace = DefaultRenewGrace
+		}
+		if last := chain[0].NotAfter; grace > 0 && now.Sub(last) <= grace {
+			a, err = s.authorize(ctx, chain, last.Add(-time.Second))
+		}
+	}
 	if err != nil {
 		return fail(err)
 	}
