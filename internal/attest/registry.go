@@ -48,6 +48,10 @@ type Agent struct {
 	// CertSerial is the hex serial number of the agent's current
 	// certificate; Authorize refuses any other.
 	CertSerial string `json:"cert_serial"`
+	// PrevSerial is the certificate the last renewal replaced, while the
+	// new one has not been used yet: it can renew again (the answer to the
+	// renewal may have been lost), and nothing else.
+	PrevSerial string `json:"prev_serial,omitempty"`
 	// CertNotAfter is when the current certificate expires.
 	CertNotAfter time.Time `json:"cert_not_after"`
 	// EnrolledAt is when the agent last enrolled.

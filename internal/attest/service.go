@@ -333,14 +333,28 @@ func (s *Service) Begin(ctx context.Context, a Attestor, zone string, evidence [
 // ErrAgentUnknown, ErrAgentQuarantined, ErrAgentRevoked or
 // ErrCertSuperseded.
 func (s *Service) Authorize(ctx context.Context, chain []*x509.Certificate, now time.Time) (Agent, error) {
-	a, err := s.authorize(ctx, chain, now)
+	a, err := s.authorize(ctx, chain, now, false)
 	if err != nil {
 		return Agent{}, fmt.Errorf("attest: authorize: %w", err)
+	}
+	if a.PrevSerial != "" {
+		// The renewed certificate is in use: the one it replaced is done.
+		a, err = s.agents.Update(ctx, a.Zone, a.ID, func(cur *Agent) error {
+			if cur.CertSerial == a.CertSerial {
+				cur.PrevSerial = ""
+			}
+			return nil
+		})
+		if err != nil {
+			return Agent{}, fmt.Errorf("attest: authorize: %w", err)
+		}
 	}
 	return a, nil
 }
 
-func (s *Service) authorize(ctx context.Context, chain []*x509.Certificate, now time.Time) (Agent, error) {
+// authorize checks chain; allowPrev also accepts the certificate the last
+// renewal replaced while the new one is unused (for Renew only).
+func (s *Service) authorize(ctx context.Context, chain []*x509.Certificate, now time.Time, allowPrev bool) (Agent, error) {
 	if len(chain) == 0 || chain[0] == nil {
 		return Agent{}, fmt.Errorf("%w: no certificate", ErrCertInvalid)
 	}
@@ -371,7 +385,7 @@ func (s *Service) authorize(ctx context.Context, chain []*x509.Certificate, now 
 		return Agent{}, fmt.Errorf("zone %q agent %q: %w", a.Zone, a.ID, ErrAgentRevoked)
 	case a.Status == StatusQuarantined:
 		return Agent{}, fmt.Errorf("zone %q agent %q: %w", a.Zone, a.ID, ErrAgentQuarantined)
-	case a.CertSerial != serialHex(leaf):
+	case a.CertSerial != serialHex(leaf) && !(allowPrev && a.PrevSerial != "" && a.PrevSerial == serialHex(leaf)):
 		return Agent{}, fmt.Errorf("zone %q agent %q: %w: serial %s, current %s", a.Zone, a.ID, ErrCertSuperseded, serialHex(leaf), a.CertSerial)
 	}
 	return a, nil
@@ -387,7 +401,7 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, pub cryp
 	if err := checkAgentKey(pub); err != nil {
 		return fail(err)
 	}
-	a, err := s.authorize(ctx, chain, now)
+	a, err := s.authorize(ctx, chain, now, true)
 	if errors.Is(err, ErrCertExpired) && len(chain) > 0 && chain[0] != nil {
 		// Expired while the agent was cut off: renewable within the grace,
 		// judged as of the certificate's last valid second.
@@ -396,7 +410,7 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, pub cryp
 			grace = DefaultRenewGrace
 		}
 		if last := chain[0].NotAfter; grace > 0 && now.Sub(last) <= grace {
-			a, err = s.authorize(ctx, chain, last.Add(-time.Second))
+			a, err = s.authorize(ctx, chain, last.Add(-time.Second), true)
 		}
 	}
 	if err != nil {
@@ -407,12 +421,17 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, pub cryp
 		return fail(err)
 	}
 	var cert *x509.Certificate
-	old := a.CertSerial
+	presented := serialHex(chain[0])
 	a, err = s.agents.Update(ctx, a.Zone, a.ID, func(cur *Agent) error {
 		// Re-check under the lock: a concurrent renewal, quarantine or
 		// revocation wins over this one.
-		if cur.Status != StatusActive || cur.CertSerial != old {
+		if cur.Status != StatusActive || (cur.CertSerial != presented && cur.PrevSerial != presented) {
 			return fmt.Errorf("%w: agent changed during renewal (status %s)", ErrCertSuperseded, cur.Status)
+		}
+		if cur.CertSerial == presented {
+			// The presented certificate may renew again until the new one
+			// is used (the answer may not reach the agent).
+			cur.PrevSerial = presented
 		}
 		c, err := ca.Issue(pub, cur.ID, s.cfg.CertTTL, now)
 		if err != nil {

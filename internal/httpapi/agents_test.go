@@ -156,8 +156,10 @@ func TestAgentEnrollment(t *testing.T) {
 	if err := renew(); err != nil {
 		t.Fatalf("renew: %v", err)
 	}
-	if err := renew(); statusOf(err) != http.StatusBadRequest || !strings.Contains(err.Error(), "superseded") {
-		t.Fatalf("renew with the superseded certificate: %v", err)
+	// The answer to a renewal can be lost: the old certificate renews again
+	// until a new one is used (attest's tests cover the refusal after).
+	if err := renew(); err != nil {
+		t.Fatalf("renew again with the old certificate: %v", err)
 	}
 	if _, err := z1.Logical().Delete("sys/agents/node-a"); err != nil {
 		t.Fatal(err)
