@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"time"
 
@@ -76,6 +77,25 @@ type applier struct {
 	c     *cache.Cache
 	log   *slog.Logger
 	clock func() time.Time // nil: time.Now
+	// applied counts events since the cache last gave its memory back.
+	applied int
+}
+
+// releaseEvery is how many applied events make the agent give back the
+// memory a sync's writes left behind (mapped pages, heap): after a large
+// catch-up the resident set is the index again, not the index plus a copy.
+const releaseEvery = 4096
+
+// release gives memory back after many applied events.
+func (a *applier) release(n int) {
+	if a.applied += n; a.applied < releaseEvery {
+		return
+	}
+	a.applied = 0
+	if err := a.c.Release(); err != nil {
+		a.log.Warn("sync: release the cache's memory", "err", err)
+	}
+	debug.FreeOSMemory()
 }
 
 func (a *applier) now() time.Time {
@@ -214,6 +234,7 @@ func (a *applier) apply(evs []syncproto.Event) (uint64, error) {
 	if err := a.c.Apply(seq, ops); err != nil && !errors.Is(err, cache.ErrAlreadyApplied) {
 		return a.c.Watermark(), err
 	}
+	a.release(len(evs))
 	return a.c.Watermark(), nil
 }
 

@@ -697,6 +697,30 @@ func (c *Cache) Stats() Stats {
 // the file. Every method called afterwards returns ErrClosed, except Stats
 // and Watermark, which keep answering (with Paths 0). Calling Close again
 // returns nil.
+// Release gives back the memory the file's mapping holds after many
+// writes (the pages they touched stay resident): it closes and reopens the
+// bbolt file between writes. Reads never touch the file and go on.
+func (c *Cache) Release() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.RLock()
+	closed := c.closed
+	c.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if err := c.db.Close(); err != nil {
+		return fmt.Errorf("cache: release %s: %w", c.file, err)
+	}
+	db, err := openBolt(c.file, time.Second)
+	if err != nil {
+		return err
+	}
+	c.db = db
+	return nil
+}
+
+// Close closes the file; later calls fail with ErrClosed.
 func (c *Cache) Close() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

@@ -478,3 +478,26 @@ func TestConcurrentGetDuringApply(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// Release reopens the file between writes: reads go on, later writes land,
+// and a reopen finds everything.
+func TestRelease(t *testing.T) {
+	e := newEnv(t)
+	c := e.open()
+	mustApply(t, c, 1, upsert("app/a", 1, time.Hour))
+	if err := c.Release(); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, c, "app/a", 0, 1)
+	mustApply(t, c, 2, upsert("app/b", 1, time.Hour))
+	c = e.reopen(c)
+	mustGet(t, c, "app/a", 0, 1)
+	mustGet(t, c, "app/b", 0, 1)
+	if c.Watermark() != 2 {
+		t.Fatalf("watermark %d", c.Watermark())
+	}
+	c.Close()
+	if err := c.Release(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("release after close: %v", err)
+	}
+}
