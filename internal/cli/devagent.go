@@ -28,8 +28,11 @@ import (
 	"github.com/edgevault/edgevault/internal/agent"
 )
 
-// devAgentZone is the zone of the dev server's agent.
-const devAgentZone = "edge"
+// devAgentZone and devAgentID name the dev server's agent.
+const (
+	devAgentZone = "edge"
+	devAgentID   = "dev-agent"
+)
 
 // devAgentPolicy lets the dev zone's agents cache everything under secret/.
 const devAgentPolicy = `path "secret/data/*" {
@@ -111,7 +114,7 @@ func startDevAgent(ctx context.Context, log *slog.Logger, h http.Handler, root, 
 	if _, err := devCall(h, zoneToken, devAgentZone, "PUT", "sys/policies/acl/agent-cache", map[string]any{"policy": devAgentPolicy}); err != nil {
 		return devAgent{}, err
 	}
-	jt, err := devCall(h, zoneToken, devAgentZone, "POST", "auth/attest/join-token", map[string]any{"ttl": "15m", "agent_id": "dev-agent"})
+	jt, err := devCall(h, zoneToken, devAgentZone, "POST", "auth/attest/join-token", map[string]any{"ttl": "15m", "agent_id": devAgentID})
 	if err != nil {
 		return devAgent{}, err
 	}

@@ -362,6 +362,9 @@ Transparency log:  %s
 Log verifier key:  %s
 `, addr, root, base64.StdEncoding.EncodeToString(unsealKey), root, auditFile, auditLog, vkey)
 	if ag.Listen != "" {
+		if ag.AgentID == "" {
+			ag.AgentID = devAgentID // still enrolling
+		}
 		fmt.Fprintf(e.stdout, `
 Edge agent %s of zone %q, serving the zone's cacheable secrets (secret/) on http://%s:
 
