@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"sort"
-	"sync"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/keylock"
 	"github.com/edgevault/edgevault/internal/storage"
 )
 
@@ -78,24 +77,16 @@ func (a Agent) Name(td string) AgentName { return AgentName{TrustDomain: td, Zon
 // only one server process may write a zone's agents, as for the zone
 // package.
 type Registry struct {
-	stores  func(zone string) (storage.Backend, error)
-	seed    maphash.Seed
-	stripes [64]sync.Mutex
+	stores func(zone string) (storage.Backend, error)
+	locks  *keylock.Locks
 }
 
 func newRegistry(stores func(string) (storage.Backend, error)) *Registry {
-	return &Registry{stores: stores, seed: maphash.MakeSeed()}
+	return &Registry{stores: stores, locks: keylock.New()}
 }
 
 func (r *Registry) lock(zone, id string) func() {
-	var h maphash.Hash
-	h.SetSeed(r.seed)
-	h.WriteString(zone)
-	h.WriteByte(0)
-	h.WriteString(id)
-	mu := &r.stripes[h.Sum64()%uint64(len(r.stripes))]
-	mu.Lock()
-	return mu.Unlock
+	return r.locks.Lock(zone, id)
 }
 
 func (r *Registry) store(zone string) (storage.Backend, error) {

@@ -5,12 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"sort"
-	"sync"
 	"time"
 	"unicode"
 
+	"github.com/edgevault/edgevault/internal/keylock"
 	"github.com/edgevault/edgevault/internal/storage"
 )
 
@@ -80,9 +79,8 @@ func (i Info) Used() bool { return !i.UsedAt.IsZero() }
 
 // Store creates and redeems join tokens. It is safe for concurrent use.
 type Store struct {
-	cfg     Config
-	seed    maphash.Seed
-	stripes [64]sync.Mutex
+	cfg   Config
+	locks *keylock.Locks
 }
 
 // New returns a Store. Config.Stores is required.
@@ -96,18 +94,11 @@ func New(cfg Config) (*Store, error) {
 	case cfg.ClockSkew == 0:
 		cfg.ClockSkew = DefaultClockSkew
 	}
-	return &Store{cfg: cfg, seed: maphash.MakeSeed()}, nil
+	return &Store{cfg: cfg, locks: keylock.New()}, nil
 }
 
 func (s *Store) lock(zone, id string) func() {
-	var h maphash.Hash
-	h.SetSeed(s.seed)
-	h.WriteString(zone)
-	h.WriteByte(0)
-	h.WriteString(id)
-	mu := &s.stripes[h.Sum64()%uint64(len(s.stripes))]
-	mu.Lock()
-	return mu.Unlock
+	return s.locks.Lock(zone, id)
 }
 
 func (s *Store) store(zoneName string) (storage.Backend, error) {
