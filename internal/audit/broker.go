@@ -63,11 +63,11 @@ type device struct {
 
 // Record is one encoded entry on its way to the devices.
 type record struct {
-	line  []byte // the JSON line, '\n' included
-	leaf  []byte // the log's leaf data
-	seed  [leaf.SeedSize]byte
-	skip  string // a device that does not get it
-	index uint64 // set once the log sequenced it
+	private []byte // what the log keeps privately: the salt seed, then the line
+	line    []byte // the JSON line, '\n' included: private[leaf.SeedSize:]
+	leaf    []byte // the log's leaf data
+	skip    string // a device that does not get it
+	index   uint64 // set once the log sequenced it
 }
 
 // MaxLineSize bounds an entry's line; larger request or response data is
@@ -425,12 +425,14 @@ func (b *Broker) LogEntry(e *Entry, salt *Salt) (uint64, error) {
 			return 0, fmt.Errorf("%w: an entry of %d bytes is larger than %d even without its data", ErrUnavailable, len(enc.b), MaxLineSize)
 		}
 	}
-	rec := &record{line: slices.Clone(enc.b), skip: e.SkipDevice}
-	if _, err := rand.Read(rec.seed[:]); err != nil {
+	rec := newRecord(enc.b)
+	rec.skip = e.SkipDevice
+	seed := rec.private[:leaf.SeedSize]
+	if _, err := rand.Read(seed); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	var err error
-	if rec.leaf, err = leaf.AppendCommit(make([]byte, 0, 3+len(enc.fields)*56), enc.leafFields(rec.line), rec.seed[:]); err != nil {
+	if rec.leaf, err = leaf.AppendCommit(make([]byte, 0, 3+len(enc.fields)*56), enc.leafFields(rec.line), seed); err != nil {
 		return 0, fmt.Errorf("%w: commit the entry: %v", ErrUnavailable, err)
 	}
 	return b.submit(rec)
@@ -548,7 +550,7 @@ func (b *Broker) write(recs []*record) error {
 		rs := recsFor(lg)
 		entries := make([]tlog.Entry, len(rs))
 		for i, r := range rs {
-			entries[i] = tlog.Entry{Leaf: r.leaf, Private: JoinPrivate(r.seed[:], r.line)}
+			entries[i] = tlog.Entry{Leaf: r.leaf, Private: r.private}
 		}
 		if len(entries) > 0 {
 			first, err := lg.log.Append(entries)
@@ -579,14 +581,16 @@ func (b *Broker) write(recs []*record) error {
 	return fmt.Errorf("%w: %v", ErrUnavailable, err)
 }
 
-// JoinPrivate is what the log keeps privately for an entry: its salt seed
-// and its line.
-func JoinPrivate(seed, line []byte) []byte {
-	p := make([]byte, 0, len(seed)+len(line))
-	return append(append(p, seed...), line...)
+// newRecord holds line after room for its seed, in the one buffer the log
+// keeps privately (seed, then line): no second copy for the log.
+func newRecord(line []byte) *record {
+	p := make([]byte, leaf.SeedSize+len(line))
+	copy(p[leaf.SeedSize:], line)
+	return &record{private: p, line: p[leaf.SeedSize:]}
 }
 
-// SplitPrivate undoes JoinPrivate.
+// SplitPrivate splits what the log keeps privately for an entry into its
+// salt seed and its line.
 func SplitPrivate(p []byte) (seed, line []byte, err error) {
 	if len(p) < leaf.SeedSize+2 {
 		return nil, nil, fmt.Errorf("audit: private entry of %d bytes is too short", len(p))

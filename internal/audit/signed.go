@@ -54,8 +54,8 @@ func (b *Broker) AppendSigned(e SignedEntry) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	rec := &record{line: append(bytes.Clone(line), '\n')}
-	copy(rec.seed[:], e.Seed)
+	rec := newRecord(append(line, '\n'))
+	copy(rec.private, e.Seed)
 	if rec.leaf, err = leaf.Commit(fields, e.Seed); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
