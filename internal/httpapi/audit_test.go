@@ -56,7 +56,8 @@ func TestEveryRequestIsAuditedWithSecretsHashed(t *testing.T) {
 	if _, err := ts.client.KVv2("secret").Put(t.Context(), "app/db", map[string]any{"password": "hunter2"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ts.client.KVv2("secret").Get(t.Context(), "app/db"); err != nil {
+	got, err := ts.client.KVv2("secret").Get(t.Context(), "app/db")
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ts.newClient(t, "evs.bogus").Logical().Read("secret/data/app/db"); statusOf(err) != http.StatusForbidden {
@@ -85,6 +86,9 @@ func TestEveryRequestIsAuditedWithSecretsHashed(t *testing.T) {
 	data := get["response"].(map[string]any)["data"].(map[string]any)["data"].(map[string]any)
 	if data["password"] != hash || !strings.HasPrefix(hash, "hmac-sha256:") {
 		t.Fatalf("response data %v, audit-hash %s", data, hash)
+	}
+	if id := get["request"].(map[string]any)["id"]; id != got.Raw.RequestID {
+		t.Fatalf("the audit entry names request %v, the answer %s", id, got.Raw.RequestID)
 	}
 	denied := entries[4]
 	if denied["type"] != "request" || denied["error"] != "permission denied" {

@@ -43,6 +43,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 // writeResponse writes a backend response in Vault's envelope; nil means 204.
 func writeResponse(w http.ResponseWriter, resp *logical.Response, mountType string) {
+	writeResponseID(w, resp, mountType, "")
+}
+
+// writeResponseID is writeResponse with the request's ID (the one its audit
+// entries carry); "" draws a new one.
+func writeResponseID(w http.ResponseWriter, resp *logical.Response, mountType, requestID string) {
 	if resp == nil {
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -55,7 +61,10 @@ func writeResponse(w http.ResponseWriter, resp *logical.Response, mountType stri
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	body, err := appendEnvelope(make([]byte, 0, 512), newRequestID(), resp, mountType)
+	if requestID == "" {
+		requestID = newRequestID()
+	}
+	body, err := appendEnvelope(make([]byte, 0, 512), requestID, resp, mountType)
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, errorBody{Errors: []string{"internal error encoding the response"}})
 		return

@@ -345,8 +345,10 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		s.writeError(w, r, err)
 		return
 	}
+	requestID := ""
 	if t != nil {
 		t.resp = resp
+		requestID = t.entry.Request.ID // the envelope and the audit entries name one request
 	}
 	if route.handler == logical.Handler(c.policies) && (req.Operation != logical.ReadOperation && req.Operation != logical.ListOperation) {
 		// What agents may cache may have changed.
@@ -354,7 +356,7 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 			u.republish(c.zone)
 		}
 	}
-	writeResponse(w, resp, route.mountType)
+	writeResponseID(w, resp, route.mountType, requestID)
 }
 
 // serveCredentialed serves an auth path whose credential is in the request
