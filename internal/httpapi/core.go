@@ -119,6 +119,11 @@ func (s *Server) newCore(ctx, bg context.Context, name string, store storage.Bac
 		salt:     salt,
 	}
 	c.mounts.Store(mt)
+	c.policies.OnChange(func() {
+		if u := s.state.Load(); u != nil {
+			u.republish(name) // what the zone's agents may cache may have changed
+		}
+	})
 	go c.tokens.Run(bg)
 	return c, nil
 }

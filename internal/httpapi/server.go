@@ -350,12 +350,6 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		t.resp = resp
 		requestID = t.entry.Request.ID // the envelope and the audit entries name one request
 	}
-	if route.handler == logical.Handler(c.policies) && (req.Operation != logical.ReadOperation && req.Operation != logical.ListOperation) {
-		// What agents may cache may have changed.
-		if u := s.state.Load(); u != nil {
-			u.republish(c.zone)
-		}
-	}
 	writeResponseID(w, resp, route.mountType, requestID)
 }
 

@@ -30,7 +30,8 @@ const maxCachedACLs = 4096
 // Store. Changes written by another process (another Raft node applying the
 // log) are not seen until Invalidate is called.
 type Store struct {
-	b storage.Backend
+	b        storage.Backend
+	onChange func() // after every committed change; see OnChange
 
 	mu    sync.RWMutex
 	gen   uint64          // bumped by every change; guards against caching stale ACLs
@@ -46,6 +47,19 @@ type stored struct {
 // NewStore returns a Store over b; b should be a view reserved for policies.
 func NewStore(b storage.Backend) *Store {
 	return &Store{b: b, cache: make(map[string]*ACL)}
+}
+
+// OnChange sets fn to be called after every committed Put or Delete (the
+// edge agents' feed republishes what they may cache). Set it before the
+// store is shared; fn must not block.
+func (s *Store) OnChange(fn func()) { s.onChange = fn }
+
+// changed runs after a committed change.
+func (s *Store) changed() {
+	s.Invalidate()
+	if s.onChange != nil {
+		s.onChange()
+	}
 }
 
 // protectedError refuses a change to a built-in policy. It matches both
@@ -115,7 +129,7 @@ func (s *Store) Put(ctx context.Context, name, text string) error {
 	if err := s.b.Put(ctx, aclPrefix+n, raw); err != nil {
 		return fmt.Errorf("policy %q: write: %w", n, err)
 	}
-	s.Invalidate()
+	s.changed()
 	return nil
 }
 
@@ -132,7 +146,7 @@ func (s *Store) Delete(ctx context.Context, name string) error {
 	if err := s.b.Delete(ctx, aclPrefix+n); err != nil {
 		return fmt.Errorf("policy %q: delete: %w", n, err)
 	}
-	s.Invalidate()
+	s.changed()
 	return nil
 }
 

@@ -282,3 +282,26 @@ func dump(t *testing.T, b storage.Backend) []string {
 	walk("")
 	return out
 }
+
+// OnChange hears of every committed change, and of nothing refused.
+func TestStoreOnChange(t *testing.T) {
+	s := NewStore(inmem.New())
+	n := 0
+	s.OnChange(func() { n++ })
+	ctx := t.Context()
+	if err := s.Put(ctx, "p", `path "a" { capabilities = ["read"] }`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "bad", `path "a" { capabilities = ["fly"] }`); err == nil {
+		t.Fatal("bad policy stored")
+	}
+	if err := s.Delete(ctx, "root"); err == nil {
+		t.Fatal("root deleted")
+	}
+	if err := s.Delete(ctx, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("OnChange called %d times, want 2", n)
+	}
+}
