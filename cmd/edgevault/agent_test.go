@@ -238,8 +238,9 @@ func TestAgentKeepsServingWhenTheServerDies(t *testing.T) {
 		t.Fatalf("an uncached read: %d in %s, want 503 within 100 ms", code, took)
 	}
 
-	// The agent restarts from its cache while the server is still down.
-	r.agent.Process.Signal(syscall.SIGTERM)
+	// The agent is killed and restarts from its cache while the server is
+	// still down.
+	r.agent.Process.Signal(syscall.SIGKILL)
 	r.agent.Wait()
 	r.startAgent(t)
 	code, hdr, body, _ = agentGet(t, agentAddr, tok, "secret/data/app/db")
@@ -261,4 +262,55 @@ func TestAgentKeepsServingWhenTheServerDies(t *testing.T) {
 		code, hdr, body, _ := agentGet(t, agentAddr, tok, "secret/data/app/db")
 		return code == 200 && password(body) == "rotated" && hdr.Get("X-Edgevault-Stale") == ""
 	})
+
+	// Everything the agent answered itself — through the hang, the kill of
+	// the server and its own kill -9 — is in the server's audit file, once,
+	// in order, signed by the agent.
+	waitFor(t, "the agent's audit spool forwarded", func() bool {
+		_, _, body, _ := agentGet(t, agentAddr, "", "sys/health")
+		return body["audit_pending"] == float64(0)
+	})
+	raw, err := os.ReadFile(filepath.Join(r.dir, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []float64
+	modes := map[string]int{}
+	for line := range strings.Lines(string(raw)) {
+		var e struct {
+			Type    string  `json:"type"`
+			Seq     float64 `json:"seq"`
+			Request struct {
+				Mode string `json:"mode"`
+				Path string `json:"path"`
+			} `json:"request"`
+			Response struct {
+				Status int `json:"status_code"`
+			} `json:"response"`
+			Signer struct {
+				ID string `json:"id"`
+			} `json:"signer"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Type != "agent-read" {
+			continue
+		}
+		if e.Signer.ID != "spiffe://edgevault.local/zone/edge/agent/node-a" {
+			t.Fatalf("agent entry signed by %q", e.Signer.ID)
+		}
+		seqs = append(seqs, e.Seq)
+		modes[fmt.Sprintf("%s %s %d", e.Request.Mode, e.Request.Path, e.Response.Status)]++
+	}
+	for i, s := range seqs {
+		if s != float64(i+1) {
+			t.Fatalf("agent entries' seq: %v, want 1..%d", seqs, len(seqs))
+		}
+	}
+	for _, want := range []string{"degraded secret/data/app/db 200", "degraded secret/data/app/other 503", "online secret/data/app/db 200"} {
+		if modes[want] == 0 {
+			t.Fatalf("no agent entry %q in the audit file: %v", want, modes)
+		}
+	}
+	if modes["degraded secret/data/app/db 200"] < 2 {
+		t.Fatalf("the degraded reads before and after the agent's kill -9: %v", modes)
+	}
 }

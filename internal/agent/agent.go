@@ -47,6 +47,11 @@ const (
 	shutdownGrace = 2 * time.Second
 	// renewPoll is how often the renewal loop looks at the clock.
 	renewPoll = time.Second
+	// minRenewGap is the least time between two renewals.
+	minRenewGap = 10 * time.Second
+	// clockTolerance is how far the agent's clock may be from the server's
+	// (agent certificates are backdated by as much).
+	clockTolerance = 5*time.Minute + 5*time.Second
 )
 
 // mode is the agent's link to its control plane, as sys/health reports it.
@@ -76,9 +81,19 @@ type agent struct {
 	cache  *cache.Cache
 	attest attestor
 	roots  *x509.CertPool // nil: system roots
+	audit  *auditTrail
 
 	id     atomic.Pointer[identity]
 	online atomic.Bool
+	// serverAhead is how far the server's clock is ahead of the agent's
+	// (negative: behind), as its last enrollment or renewal answer showed.
+	serverAhead atomic.Int64
+}
+
+// serverNow is the agent's estimate of the server's clock, by which
+// certificates are issued and expire.
+func (a *agent) serverNow() time.Time {
+	return a.clock().Add(time.Duration(a.serverAhead.Load()))
 }
 
 func (a *agent) mode(st cache.Stats) mode {
@@ -128,8 +143,15 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		return err
 	}
 	defer a.cache.Close()
+	if a.audit, err = openAuditTrail(a, filepath.Join(cfg.StateDir, spoolDir)); err != nil {
+		return err
+	}
+	defer a.audit.close()
 
-	api := &localAPI{a: a, token: []byte(token), proxy: a.newProxy()}
+	api := &localAPI{a: a, token: []byte(token)}
+	api.proxy = a.newProxy(func(w http.ResponseWriter, r *http.Request) {
+		api.refuse(w, r, false, http.StatusServiceUnavailable, ErrControlPlaneUnreachable.Error())
+	})
 	defer api.proxy.Transport.(*http.Transport).CloseIdleConnections()
 	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
@@ -160,6 +182,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	}
 	wg.Go(func() { a.control(ctx) })
 	wg.Go(func() { a.markLoop(ctx) })
+	wg.Go(func() { a.audit.forwardLoop(ctx) })
 	a.log.Info("agent started", "zone", cfg.Zone, "listen", info.Listen, "socket", info.Socket,
 		"agent_id", info.AgentID, "cached_paths", a.cache.Stats().Paths, "watermark", a.cache.Watermark())
 	if ready != nil {
@@ -180,6 +203,9 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	wg.Wait()
 	if err := a.cache.Close(); err != nil && runErr == nil {
 		runErr = fmt.Errorf("agent: %w", err)
+	}
+	if err := a.audit.close(); err != nil && runErr == nil {
+		runErr = fmt.Errorf("agent: audit spool: %w", err)
 	}
 	a.log.Info("agent stopped")
 	return runErr
@@ -318,8 +344,21 @@ func (a *agent) tlsConfig(client bool) *tls.Config {
 }
 
 func (a *agent) httpClient(client bool) *http.Client {
+	return a.newHTTPClient(a.tlsConfig(client))
+}
+
+// httpClientAs presents id's certificate, whatever renewal does meanwhile.
+func (a *agent) httpClientAs(id *identity) *http.Client {
+	cfg := a.tlsConfig(false)
+	if id != nil && id.cert != nil {
+		cfg.Certificates = []tls.Certificate{*id.cert}
+	}
+	return a.newHTTPClient(cfg)
+}
+
+func (a *agent) newHTTPClient(cfg *tls.Config) *http.Client {
 	tr := &http.Transport{
-		TLSClientConfig:       a.tlsConfig(client),
+		TLSClientConfig:       cfg,
 		ForceAttemptHTTP2:     true,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		TLSHandshakeTimeout:   5 * time.Second,
@@ -331,8 +370,9 @@ func (a *agent) httpClient(client bool) *http.Client {
 }
 
 // newProxy passes requests the agent does not answer to the server. It
-// never presents the agent's certificate.
-func (a *agent) newProxy() *httputil.ReverseProxy {
+// never presents the agent's certificate. When the server cannot be
+// reached, unreachable answers the request.
+func (a *agent) newProxy(unreachable http.HandlerFunc) *httputil.ReverseProxy {
 	target, _ := url.Parse(strings.TrimSuffix(a.cfg.ServerAddr, "/")) // checked by Validate
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -343,7 +383,7 @@ func (a *agent) newProxy() *httputil.ReverseProxy {
 		ErrorLog:  slog.NewLogLogger(a.log.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			a.log.Info("local API: proxy to the server failed", "path", r.URL.Path, "err", err)
-			writeError(w, http.StatusServiceUnavailable, ErrControlPlaneUnreachable.Error())
+			unreachable(w, r)
 		},
 	}
 }
@@ -358,7 +398,7 @@ func (a *agent) control(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	ap := &applier{c: a.cache, log: a.log, clock: a.clock}
+	ap := &applier{c: a.cache, log: a.log, clock: a.clock, budgetMemory: true}
 	cl := &syncproto.Client{
 		URL:       strings.TrimSuffix(a.cfg.ServerAddr, "/") + syncproto.Path,
 		TLSConfig: a.tlsConfig(true),
@@ -434,11 +474,36 @@ func (a *agent) enrollOnce(ctx context.Context, hc *http.Client, pending *identi
 	if body["public_key"], err = publicKeyField(pending.key); err != nil {
 		return err
 	}
-	chain, err := postAttest(ctx, hc, a.cfg.ServerAddr, a.cfg.Zone, "enroll", body)
+	chain, date, err := postAttest(ctx, hc, a.cfg.ServerAddr, a.cfg.Zone, "enroll", body)
 	if err != nil {
 		return err
 	}
+	a.checkClock(date)
 	return a.install(pending.key, chain)
+}
+
+// checkClock compares the agent's clock with the server's (an answer's
+// Date, to the second) and remembers the difference, so that renewal
+// follows the server's clock; beyond the tolerance it says so loudly:
+// max_stale and the cache's freshness are judged by the agent's clock.
+func (a *agent) checkClock(server time.Time) {
+	if server.IsZero() {
+		return
+	}
+	ahead := server.Sub(a.clock())
+	if ahead.Abs() < 2*time.Second { // Date has whole seconds
+		ahead = 0
+	}
+	a.serverAhead.Store(int64(ahead))
+	if ahead.Abs() > clockTolerance {
+		how := "behind"
+		if ahead < 0 {
+			how = "ahead of"
+		}
+		a.log.Error("agent: the agent's clock is "+ahead.Abs().Round(time.Second).String()+" "+how+" the control plane's clock "+
+			"(tolerance "+clockTolerance.String()+"); fix the node's time (NTP): max_stale and cache freshness are judged by this clock",
+			"agent_time", a.clock().UTC().Format(time.RFC3339), "server_time", server.UTC().Format(time.RFC3339))
+	}
 }
 
 // install checks, saves and switches to a new certificate.
@@ -469,7 +534,7 @@ func (a *agent) renewLoop(ctx context.Context) {
 	retry := minRetry
 	for {
 		id := a.id.Load()
-		wait := min(id.renewAt().Sub(a.clock()), renewPoll)
+		wait := min(id.renewAt().Sub(a.serverNow()), renewPoll)
 		if wait > 0 {
 			select {
 			case <-ctx.Done():
@@ -479,7 +544,7 @@ func (a *agent) renewLoop(ctx context.Context) {
 			continue
 		}
 		if err := a.renew(ctx, hc); err != nil {
-			if a.clock().After(id.expiry()) {
+			if a.serverNow().After(id.expiry()) {
 				a.log.Error("agent: the certificate has expired and the server refuses to renew it; the agent keeps serving its cache "+
 					"but cannot sync: remove "+identityFile+" from the state directory and restart with a new join token", "err", err)
 			} else {
@@ -495,6 +560,11 @@ func (a *agent) renewLoop(ctx context.Context) {
 		}
 		retry = minRetry
 		hc.CloseIdleConnections() // the next renewal presents the new certificate
+		select {                  // never more than one renewal per minRenewGap, whatever the clocks say
+		case <-ctx.Done():
+			return
+		case <-time.After(minRenewGap):
+		}
 	}
 }
 
@@ -507,10 +577,11 @@ func (a *agent) renew(ctx context.Context, hc *http.Client) error {
 	if err != nil {
 		return err
 	}
-	chain, err := postAttest(ctx, hc, a.cfg.ServerAddr, a.cfg.Zone, "renew", map[string]any{"public_key": pub})
+	chain, date, err := postAttest(ctx, hc, a.cfg.ServerAddr, a.cfg.Zone, "renew", map[string]any{"public_key": pub})
 	if err != nil {
 		return err
 	}
+	a.checkClock(date)
 	return a.install(k, chain)
 }
 

@@ -60,11 +60,11 @@ func (h *localAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p == "/v1/auth/token/lookup-self" {
 			switch {
 			case local:
-				h.lookupSelf(w)
+				h.lookupSelf(w, r)
 			case online:
 				h.proxy.ServeHTTP(w, r)
 			default:
-				writeError(w, http.StatusForbidden, "permission denied: while the control plane is unreachable the agent answers only its local token")
+				h.refuse(w, r, false, http.StatusForbidden, "permission denied: while the control plane is unreachable the agent answers only its local token")
 			}
 			return
 		}
@@ -75,13 +75,13 @@ func (h *localAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			case online:
 				h.proxy.ServeHTTP(w, r)
 			default:
-				writeError(w, http.StatusForbidden, "permission denied: the agent serves its cache only to its local token")
+				h.refuse(w, r, false, http.StatusForbidden, "permission denied: the agent serves its cache only to its local token")
 			}
 			return
 		}
 	}
 	if !online {
-		writeError(w, http.StatusServiceUnavailable, ErrControlPlaneUnreachable.Error())
+		h.refuse(w, r, false, http.StatusServiceUnavailable, ErrControlPlaneUnreachable.Error())
 		return
 	}
 	if local {
@@ -112,10 +112,57 @@ func kvPath(p string) (mount, kind, key string, ok bool) {
 	return mount, kind, key, true
 }
 
+// newEntry starts the audit entry of a request the agent answers itself.
+func newEntry(r *http.Request, id []byte, online bool) readEntry {
+	return readEntry{requestID: id, operation: operation(r.Method), path: strings.TrimPrefix(r.URL.Path, "/v1/"),
+		online: online, stale: -1, remote: remoteHost(r.RemoteAddr)}
+}
+
+// operation is Vault's name for what a method does.
+func operation(method string) string {
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		return "read"
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+		return "update"
+	case http.MethodDelete:
+		return "delete"
+	case "LIST":
+		return "list"
+	}
+	return strings.ToLower(method)
+}
+
+// audited spools e and reports whether the answer may go out: a request
+// whose entry the spool cannot take is answered 503 instead.
+func (h *localAPI) audited(w http.ResponseWriter, e *readEntry, refusal bool) bool {
+	if err := h.a.audit.record(e, refusal); err != nil {
+		h.a.log.Error("local API: the audit spool refused an entry; the request is not served", "path", e.path, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "edgevault agent: the request cannot be audited (the agent's audit spool refused its entry), so it is not served")
+		return false
+	}
+	return true
+}
+
+// refuse answers a request the agent refuses itself, audited.
+func (h *localAPI) refuse(w http.ResponseWriter, r *http.Request, online bool, status int, msg string) {
+	var id [36]byte
+	e := newEntry(r, appendRequestID(id[:0]), online)
+	e.status, e.err = status, msg
+	if !h.audited(w, &e, true) {
+		return
+	}
+	if msg == "" {
+		writeError(w, status)
+	} else {
+		writeError(w, status, msg)
+	}
+}
+
 // kvRead answers a KV v2 read from the cache. It reads memory only.
 func (h *localAPI) kvRead(w http.ResponseWriter, r *http.Request, mount, kind, key string, online bool) {
 	if ns := strings.Trim(header(r, nsHeader), "/"); ns != "" && ns != h.a.cfg.Zone {
-		writeError(w, http.StatusBadRequest, "this agent serves zone "+strconv.Quote(h.a.cfg.Zone)+", not "+strconv.Quote(ns))
+		h.refuse(w, r, online, http.StatusBadRequest, "this agent serves zone "+strconv.Quote(h.a.cfg.Zone)+", not "+strconv.Quote(ns))
 		return
 	}
 	path := mount + "/" + key
@@ -124,7 +171,7 @@ func (h *localAPI) kvRead(w http.ResponseWriter, r *http.Request, mount, kind, k
 		if v := r.URL.Query().Get("version"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				writeError(w, http.StatusBadRequest, "version must be a non-negative integer")
+				h.refuse(w, r, online, http.StatusBadRequest, "version must be a non-negative integer")
 				return
 			}
 			version = n
@@ -136,9 +183,13 @@ func (h *localAPI) kvRead(w http.ResponseWriter, r *http.Request, mount, kind, k
 	}
 	e, err := h.a.cache.Get(lookup, version)
 	if err != nil {
-		h.cacheError(w, path, err, online)
+		status, msg := h.cacheError(path, err, online)
+		h.refuse(w, r, online, status, msg)
 		return
 	}
+	var id [36]byte
+	ae := newEntry(r, appendRequestID(id[:0]), online)
+	ae.version = version
 	status := http.StatusOK
 	if kind == "data" && (e.Destroyed || (!e.DeletionTime.IsZero() && !e.DeletionTime.After(h.a.clock()))) {
 		status = http.StatusNotFound // Vault answers a deleted version 404, with its metadata
@@ -150,7 +201,7 @@ func (h *localAPI) kvRead(w http.ResponseWriter, r *http.Request, mount, kind, k
 	defer h.bufs.Put(bp)
 	buf := (*bp)[:0]
 	buf = append(buf, `{"request_id":"`...)
-	buf = appendRequestID(buf)
+	buf = append(buf, ae.requestID...)
 	buf = append(buf, `","lease_id":"","renewable":false,"lease_duration":0,"data":`...)
 	if kind == "data" {
 		buf = append(buf, `{"data":`...)
@@ -171,6 +222,7 @@ func (h *localAPI) kvRead(w http.ResponseWriter, r *http.Request, mount, kind, k
 		buf = append(buf, "null"...)
 	} else {
 		secs := int64(e.Age / time.Second)
+		ae.stale = secs
 		hdr[StaleHeader] = []string{strconv.FormatInt(secs, 10)}
 		buf = append(buf, '[')
 		buf = jsonenc.AppendString(buf, "edgevault agent: the control plane is unreachable; served from the agent's cache, last known current "+
@@ -178,6 +230,11 @@ func (h *localAPI) kvRead(w http.ResponseWriter, r *http.Request, mount, kind, k
 		buf = append(buf, ']')
 	}
 	buf = append(buf, `,"auth":null,"mount_type":"kv"}`+"\n"...)
+	ae.status = status
+	if !h.audited(w, &ae, false) {
+		delete(hdr, StaleHeader)
+		return
+	}
 	hdr["Content-Type"] = jsonCT
 	hdr["Cache-Control"] = noStore
 	w.WriteHeader(status)
@@ -199,22 +256,23 @@ func header(r *http.Request, canonical string) string {
 	return ""
 }
 
-// cacheError answers a read the cache cannot serve.
-func (h *localAPI) cacheError(w http.ResponseWriter, path string, err error, online bool) {
+// cacheError is the answer to a read the cache cannot serve: its status
+// and message ("" for a bare 404).
+func (h *localAPI) cacheError(path string, err error, online bool) (int, string) {
 	switch {
 	case errors.Is(err, cache.ErrTooStale):
-		writeError(w, http.StatusServiceUnavailable, "edgevault agent: "+path+" is cached but past its max_stale since it was last known current; "+
-			"it cannot be served until the agent reaches the control plane")
+		return http.StatusServiceUnavailable, "edgevault agent: " + path + " is cached but past its max_stale since it was last known current; " +
+			"it cannot be served until the agent reaches the control plane"
 	case online && (errors.Is(err, cache.ErrNotCached) || errors.Is(err, cache.ErrTampered)):
 		// Online, the cache holds every secret this zone lets agents
 		// cache: a miss is a secret that does not exist, or one the agent
 		// may not cache (read it from the server with a server token).
-		writeError(w, http.StatusNotFound)
+		return http.StatusNotFound, ""
 	case errors.Is(err, cache.ErrNotCached), errors.Is(err, cache.ErrTampered):
-		writeError(w, http.StatusServiceUnavailable, "edgevault agent: "+path+" is not in the agent's cache and the control plane is unreachable")
+		return http.StatusServiceUnavailable, "edgevault agent: " + path + " is not in the agent's cache and the control plane is unreachable"
 	default:
 		h.a.log.Warn("local API: cache read", "path", path, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "edgevault agent: the cache is not available")
+		return http.StatusServiceUnavailable, "edgevault agent: the cache is not available"
 	}
 }
 
@@ -228,6 +286,13 @@ type healthStatus struct {
 	CertExpiry    string `json:"cert_expiry"`
 	CachedEntries int    `json:"cached_entries"`
 	Attestation   string `json:"attestation"`
+	// AuditPending is how many audit entries wait in the spool for the server.
+	AuditPending int64 `json:"audit_pending"`
+	// AuditError is the last failure to forward them ("" if none since).
+	AuditError string `json:"audit_error,omitempty"`
+	// AuditUnrecorded counts refusals answered without an entry because
+	// the spool was nearly full.
+	AuditUnrecorded int64 `json:"audit_unrecorded_refusals,omitempty"`
 }
 
 func (h *localAPI) health(w http.ResponseWriter) {
@@ -235,7 +300,11 @@ func (h *localAPI) health(w http.ResponseWriter) {
 	st := a.cache.Stats()
 	id := a.id.Load()
 	hs := healthStatus{Mode: a.mode(st).String(), Zone: a.cfg.Zone, Watermark: st.Watermark,
-		CachedEntries: st.Entries, Attestation: a.attest.strength()}
+		CachedEntries: st.Entries, Attestation: a.attest.strength(), AuditPending: a.audit.spool.Stats().Pending,
+		AuditUnrecorded: a.audit.skipped.Load()}
+	if e := a.audit.lastErr.Load(); e != nil {
+		hs.AuditError = *e
+	}
 	if id != nil {
 		hs.AgentID, hs.SPIFFEID = id.agentID, id.spiffeID
 		if exp := id.expiry(); !exp.IsZero() {
@@ -250,14 +319,20 @@ func (h *localAPI) health(w http.ResponseWriter) {
 }
 
 // lookupSelf answers GET auth/token/lookup-self for the local token.
-func (h *localAPI) lookupSelf(w http.ResponseWriter) {
+func (h *localAPI) lookupSelf(w http.ResponseWriter, r *http.Request) {
 	a := h.a
+	var id [36]byte
+	e := newEntry(r, appendRequestID(id[:0]), a.online.Load())
+	e.status = http.StatusOK
+	if !h.audited(w, &e, false) {
+		return
+	}
 	meta := map[string]string{"zone": a.cfg.Zone}
 	if id := a.id.Load(); id != nil && id.agentID != "" {
 		meta["agent_id"] = id.agentID
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"request_id": string(appendRequestID(nil)), "lease_id": "", "renewable": false, "lease_duration": 0,
+		"request_id": string(e.requestID), "lease_id": "", "renewable": false, "lease_duration": 0,
 		"data": map[string]any{
 			"accessor": "", "creation_ttl": 0, "display_name": "edgevault-agent-local", "entity_id": "",
 			"expire_time": nil, "explicit_max_ttl": 0, "id": string(h.token), "meta": meta, "num_uses": 0,

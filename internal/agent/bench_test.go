@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/agent/cache"
 	"github.com/edgevault/edgevault/internal/syncproto"
 )
 
@@ -28,7 +29,7 @@ func BenchmarkLocalRead(b *testing.B) {
 	if _, err := ap.apply([]syncproto.Event{ev}); err != nil {
 		b.Fatal(err)
 	}
-	a := &agent{cfg: Config{Zone: testZone}, log: slog.New(slog.DiscardHandler), clock: time.Now, cache: c, attest: joinToken("")}
+	a := benchAgent(b, c)
 	a.online.Store(true)
 	const token = "eva.benchmark-local-token-0123456789"
 	api := &localAPI{a: a, token: []byte(token), proxy: nil}
@@ -109,7 +110,7 @@ func BenchmarkKVRead(b *testing.B) {
 	if _, err := ap.apply([]syncproto.Event{upsert(1, "secret/app/db", 1, "correct horse battery staple")}); err != nil {
 		b.Fatal(err)
 	}
-	a := &agent{cfg: Config{Zone: testZone}, log: slog.New(slog.DiscardHandler), clock: time.Now, cache: c, attest: joinToken("")}
+	a := benchAgent(b, c)
 	a.online.Store(true)
 	const token = "eva.benchmark-local-token-0123456789"
 	api := &localAPI{a: a, token: []byte(token)}
@@ -189,4 +190,16 @@ func BenchmarkStart10k(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
+}
+
+// benchAgent is an agent serving cache c, with an audit spool (never
+// forwarded) in a temporary directory.
+func benchAgent(b *testing.B, c *cache.Cache) *agent {
+	a := &agent{cfg: Config{Zone: testZone}, log: slog.New(slog.DiscardHandler), clock: time.Now, cache: c, attest: joinToken("")}
+	var err error
+	if a.audit, err = openAuditTrail(a, b.TempDir()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = a.audit.close() })
+	return a
 }

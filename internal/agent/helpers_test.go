@@ -30,8 +30,9 @@ const testZone = "edge-1"
 type controlPlane struct {
 	srv   *httpapi.Server
 	hts   *httptest.Server
-	caPEM string // file holding the TLS certificate
-	zone  *vault.Client
+	caPEM string        // file holding the TLS certificate
+	zone  *vault.Client // the zone's root token, in the zone
+	admin *vault.Client // the root zone's root token
 	// tokens records every X-Vault-Token the server received.
 	tokens sync.Map
 }
@@ -51,6 +52,7 @@ func startControlPlane(t *testing.T, maxStale string) *controlPlane {
 	t.Cleanup(func() { cp.stop(); srv.Close() })
 
 	admin := cp.client(t, root)
+	cp.admin = admin
 	if _, err := admin.Logical().Write("sys/zones/"+testZone, map[string]any{}); err != nil {
 		t.Fatal(err)
 	}

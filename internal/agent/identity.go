@@ -263,39 +263,49 @@ type enrollment struct {
 }
 
 // postAttest sends POST /v1/auth/attest/<op> to the server in zone and
-// returns the issued chain (DER, leaf first).
-func postAttest(ctx context.Context, hc *http.Client, server, zone, op string, body map[string]any) ([][]byte, error) {
+// returns the issued chain (DER, leaf first) and the server's clock (its
+// answer's Date; zero without one).
+func postAttest(ctx context.Context, hc *http.Client, server, zone, op string, body map[string]any) ([][]byte, time.Time, error) {
+	chain, resp, err := postAttestChain(ctx, hc, server, zone, op, body)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	date, _ := http.ParseTime(resp.Header.Get("Date"))
+	return chain, date, nil
+}
+
+func postAttestChain(ctx context.Context, hc *http.Client, server, zone, op string, body map[string]any) ([][]byte, *http.Response, error) {
 	raw, err := json.Marshal(body)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(server, "/")+"/v1/auth/attest/"+op, bytes.NewReader(raw))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Vault-Namespace", zone)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", op, err)
+		return nil, nil, fmt.Errorf("%s: %w", op, err)
 	}
 	defer resp.Body.Close()
 	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, fmt.Errorf("%s: read the response: %w", op, err)
+		return nil, nil, fmt.Errorf("%s: read the response: %w", op, err)
 	}
 	var env struct {
 		Data   *enrollment `json:"data"`
 		Errors []string    `json:"errors"`
 	}
 	if err := json.Unmarshal(out, &env); err != nil {
-		return nil, fmt.Errorf("%s: %s: the response is not JSON: %w", op, resp.Status, err)
+		return nil, nil, fmt.Errorf("%s: %s: the response is not JSON: %w", op, resp.Status, err)
 	}
 	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
-		return nil, fmt.Errorf("%w: %s: %s: %s", ErrEnroll, op, resp.Status, strings.Join(env.Errors, "; "))
+		return nil, nil, fmt.Errorf("%w: %s: %s: %s", ErrEnroll, op, resp.Status, strings.Join(env.Errors, "; "))
 	}
 	if resp.StatusCode != http.StatusOK || env.Data == nil {
-		return nil, fmt.Errorf("%s: %s: %s", op, resp.Status, strings.Join(env.Errors, "; "))
+		return nil, nil, fmt.Errorf("%s: %s: %s", op, resp.Status, strings.Join(env.Errors, "; "))
 	}
 	var chain [][]byte
 	for rest := []byte(env.Data.CertificateChain); ; {
@@ -308,7 +318,7 @@ func postAttest(ctx context.Context, hc *http.Client, server, zone, op string, b
 		}
 	}
 	if len(chain) == 0 {
-		return nil, fmt.Errorf("%s: the response holds no certificate chain", op)
+		return nil, nil, fmt.Errorf("%s: the response holds no certificate chain", op)
 	}
-	return chain, nil
+	return chain, resp, nil
 }

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/edgevault/edgevault/internal/agent/cache"
@@ -77,25 +80,166 @@ type applier struct {
 	c     *cache.Cache
 	log   *slog.Logger
 	clock func() time.Time // nil: time.Now
-	// applied counts events since the cache last gave its memory back.
+	// budgetMemory makes the applier limit the process's Go memory during
+	// large bursts of events (see budgetLocked). Only the agent's own
+	// process should: the limit is process state, and tests or tools
+	// applying events in a shared process would have their heap limited.
+	budgetMemory bool
+
+	mu sync.Mutex // guards the fields below; the idle timer runs on its own goroutine
+	// applied counts events since the agent last gave memory back.
 	applied int
+	// idle fires releaseIdle after the last Apply of a burst.
+	idle *time.Timer
+	// held is the Go footprint measured right after the last release (0:
+	// none yet), and base the cache's size then.
+	held int64
+	base cache.Stats
+	// limit is the memory limit the applier set and that is in force (0:
+	// none); foreign is set once another limit is found (the operator's
+	// GOMEMLIMIT), which the applier then leaves alone.
+	limit   int64
+	foreign bool
 }
 
-// releaseEvery is how many applied events make the agent give back the
-// memory a sync's writes left behind (mapped pages, heap): after a large
-// catch-up the resident set is the index again, not the index plus a copy.
-const releaseEvery = 4096
+// Giving memory back after a sync. The cache's index is the agent's live
+// heap (about 20 MiB for 10,000 secrets of 1 KiB and their KV metadata); a
+// sync allocates about 30 KiB per event of short-lived garbage (decoded
+// events, ciphertexts, bbolt's per-transaction nodes and pages). Left to the
+// default GC pacing, the heap grows to twice the index between collections
+// and the runtime keeps those pages, so a synced agent would sit at the
+// index plus a copy. So the applier:
+//   - every releaseEvery events, and releaseIdle after the last event of a
+//     burst of at least releaseIdleMin, collects and returns free memory to
+//     the OS (debug.FreeOSMemory; the cache itself drops the file pages each
+//     write touched when it commits);
+//   - if budgetMemory is set, limits the Go memory while such a burst goes
+//     on, to the footprint measured at the last release plus headroom
+//     (max(budgetMin, 1/budgetFraction of it)) plus what the cache has
+//     grown by since, so the burst collects instead of doubling the heap,
+//     and lifts the limit when the burst ends. This is a complement, not the
+//     fix: the limit is soft (the runtime never fails an allocation over it
+//     and caps the GC's CPU at half), and it is lifted afterwards because
+//     a limit this close to the live heap makes every allocation-heavy
+//     activity, such as serving reads, collect constantly (measured: local
+//     reads 2-3 times slower). Trickles of fewer than releaseIdleMin events
+//     never set it. An operator's limit (GOMEMLIMIT) is left alone.
+const (
+	releaseEvery   = 4096
+	releaseIdle    = 250 * time.Millisecond
+	releaseIdleMin = 64
+	budgetMin      = 4 << 20
+	budgetFraction = 8 // headroom = footprint / budgetFraction
+	// entryOverhead is the index's memory per cached version besides its
+	// data and metadata (map slot, path, entry structs), about 200 bytes.
+	entryOverhead = 256
+)
 
-// release gives memory back after many applied events.
-func (a *applier) release(n int) {
-	if a.applied += n; a.applied < releaseEvery {
+// noteApplied counts n applied events and gives memory back when a
+// release is due.
+func (a *applier) noteApplied(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.applied += n; a.applied >= releaseEvery {
+		a.releaseLocked(true)
 		return
 	}
+	if a.applied < releaseIdleMin {
+		return
+	}
+	a.budgetLocked()
+	if a.idle == nil {
+		a.idle = time.AfterFunc(releaseIdle, a.onIdle)
+	} else {
+		a.idle.Reset(releaseIdle)
+	}
+}
+
+// onIdle is the idle timer: the stream has been quiet for releaseIdle.
+func (a *applier) onIdle() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.applied >= releaseIdleMin {
+		a.releaseLocked(false)
+	}
+}
+
+// releaseLocked gives memory back and measures what is left; inBurst says
+// whether events are still coming (the budget stays) or not (it is lifted).
+// Called with mu held.
+func (a *applier) releaseLocked(inBurst bool) {
 	a.applied = 0
-	if err := a.c.Release(); err != nil {
+	if a.idle != nil {
+		a.idle.Stop()
+	}
+	if err := a.c.Release(); err != nil && !errors.Is(err, cache.ErrClosed) {
 		a.log.Warn("sync: release the cache's memory", "err", err)
 	}
 	debug.FreeOSMemory()
+	a.measure()
+	if inBurst {
+		a.budgetLocked()
+	} else {
+		a.unlimit()
+	}
+}
+
+// measure records the Go footprint (what the runtime holds from the OS) and
+// the cache's size. Called with mu held, right after a collection.
+func (a *applier) measure() {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() == metrics.KindUint64 && s[1].Value.Kind() == metrics.KindUint64 {
+		a.held = int64(s[0].Value.Uint64() - s[1].Value.Uint64())
+	}
+	a.base = a.c.Stats()
+}
+
+// owns reports whether the memory limit in force is the applier's (or
+// none), and remembers when it is not. Called with mu held.
+func (a *applier) owns() bool {
+	if a.foreign {
+		return false
+	}
+	cur := debug.SetMemoryLimit(-1)
+	if cur == a.limit || (a.limit == 0 && cur == math.MaxInt64) {
+		return true
+	}
+	a.foreign = true
+	return false
+}
+
+// budgetLocked sets or moves the memory limit for a burst: the footprint at
+// the last release, headroom, and the cache's growth since. Called with mu
+// held.
+func (a *applier) budgetLocked() {
+	if !a.budgetMemory || !a.owns() {
+		return
+	}
+	if a.held == 0 { // no release yet: measure once
+		debug.FreeOSMemory()
+		a.measure()
+		if a.held == 0 {
+			return
+		}
+	}
+	st := a.c.Stats()
+	grown := st.Bytes - a.base.Bytes + int64(st.Entries-a.base.Entries)*entryOverhead
+	want := a.held + max(budgetMin, a.held/budgetFraction) + max(grown, 0)
+	if want-a.limit > 1<<20 || a.limit-want > 1<<20 {
+		a.limit = want
+		debug.SetMemoryLimit(want)
+	}
+}
+
+// unlimit lifts the applier's memory limit at the end of a burst. Called
+// with mu held.
+func (a *applier) unlimit() {
+	if a.limit == 0 || !a.owns() {
+		return
+	}
+	debug.SetMemoryLimit(math.MaxInt64)
+	a.limit = 0
 }
 
 func (a *applier) now() time.Time {
@@ -195,11 +339,42 @@ func versionGone(raw json.RawMessage, now time.Time) bool {
 	return false
 }
 
-// apply is syncproto.Client.Apply: the events become one cache batch at
-// the highest sequence number. A Resync resets the cache first (its
-// snapshot follows it in the same catch-up). Events at or below the
-// watermark (a replay) are skipped.
+// applyChunk bounds the events of one cache batch: a long catch-up is
+// applied as several bbolt transactions, each holding the ops, ciphertexts
+// and dirty pages of at most this many events, instead of one that holds
+// them all (and the whole B+tree's nodes) at once.
+const applyChunk = 512
+
+// apply is syncproto.Client.Apply: the events become cache batches of about
+// applyChunk events, in order, each at its highest sequence number, so an
+// interrupted catch-up resumes after the last batch committed. Events that
+// share a sequence number (a Resync and its snapshot) are never split: the
+// cache's watermark could not tell a partly applied snapshot from a whole
+// one. A Resync resets the cache first. Events at or below the watermark (a
+// replay) are skipped.
 func (a *applier) apply(evs []syncproto.Event) (uint64, error) {
+	for len(evs) > 0 {
+		n := chunkLen(evs)
+		if err := a.applyBatch(evs[:n]); err != nil {
+			return a.c.Watermark(), err
+		}
+		evs = evs[n:]
+	}
+	return a.c.Watermark(), nil
+}
+
+// chunkLen returns how many of evs go into the next batch: applyChunk,
+// extended to the end of a run of events sharing a sequence number.
+func chunkLen(evs []syncproto.Event) int {
+	n := min(len(evs), applyChunk)
+	for n < len(evs) && evs[n].Seq <= evs[n-1].Seq {
+		n++
+	}
+	return n
+}
+
+// applyBatch applies evs as one cache batch.
+func (a *applier) applyBatch(evs []syncproto.Event) error {
 	w := a.c.Watermark()
 	var ops []cache.Op
 	var seq uint64
@@ -209,7 +384,7 @@ func (a *applier) apply(evs []syncproto.Event) (uint64, error) {
 		switch {
 		case ev.Kind == syncproto.Resync:
 			if err := a.c.Reset(); err != nil {
-				return a.c.Watermark(), fmt.Errorf("resync at seq %d: %w", ev.Seq, err)
+				return fmt.Errorf("resync at seq %d: %w", ev.Seq, err)
 			}
 			a.log.Info("sync: full resync", "seq", ev.Seq)
 			ops, w, resynced = ops[:0], 0, true
@@ -229,13 +404,13 @@ func (a *applier) apply(evs []syncproto.Event) (uint64, error) {
 			// server's empty feed): its secrets are cached as they change.
 			a.log.Warn("sync: a snapshot at sequence 0 cannot be cached; secrets are cached as they are next written", "events", len(ops))
 		}
-		return a.c.Watermark(), nil
+		return nil
 	}
 	if err := a.c.Apply(seq, ops); err != nil && !errors.Is(err, cache.ErrAlreadyApplied) {
-		return a.c.Watermark(), err
+		return err
 	}
-	a.release(len(evs))
-	return a.c.Watermark(), nil
+	a.noteApplied(len(evs))
+	return nil
 }
 
 // markInterval is how often an online agent records that its cache is

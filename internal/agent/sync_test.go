@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,5 +143,119 @@ func TestVersionGone(t *testing.T) {
 		if got := versionGone(json.RawMessage(raw), now); got != want {
 			t.Errorf("versionGone(%s) = %v, want %v", raw, got, want)
 		}
+	}
+}
+
+// A long catch-up is applied in batches of about applyChunk events, each
+// committed at its own highest sequence number; a Resync and the snapshot
+// sharing its sequence number stay in one batch.
+func TestApplyInChunks(t *testing.T) {
+	var evs []syncproto.Event
+	for i := range 1300 {
+		evs = append(evs, upsert(uint64(i+1), fmt.Sprintf("secret/app/s%04d", i), 1, "p"))
+	}
+	if n := chunkLen(evs); n != applyChunk {
+		t.Fatalf("chunkLen of 1300 events with distinct sequence numbers = %d, want %d", n, applyChunk)
+	}
+	snap := []syncproto.Event{{Seq: 7, Kind: syncproto.Resync}}
+	for i := range 1000 {
+		snap = append(snap, upsert(7, fmt.Sprintf("secret/snap/s%04d", i), 1, "s"))
+	}
+	snap = append(snap, upsert(8, "secret/after", 1, "a"))
+	if n := chunkLen(snap); n != 1001 {
+		t.Fatalf("chunkLen of a 1000-event snapshot = %d, want 1001 (the Resync and the whole snapshot)", n)
+	}
+
+	c := openTestCache(t)
+	a := &applier{c: c, log: slog.New(slog.DiscardHandler)}
+	if got, err := a.apply(evs); err != nil || got != 1300 {
+		t.Fatalf("apply: watermark %d, %v; want 1300", got, err)
+	}
+	if st := c.Stats(); st.Paths != 2*1300 {
+		t.Fatalf("%d paths cached, want %d (secrets and their metadata)", st.Paths, 2*1300)
+	}
+	// The snapshot replaces everything, whole.
+	if got, err := a.apply(snap); err != nil || got != 8 {
+		t.Fatalf("apply snapshot: watermark %d, %v; want 8", got, err)
+	}
+	if st := c.Stats(); st.Paths != 2*1001 {
+		t.Fatalf("%d paths cached after the snapshot, want %d", st.Paths, 2*1001)
+	}
+	if password(t, c, "secret/snap/s0999", 0) != "s" || password(t, c, "secret/app/s0000", 0) != "<none>" {
+		t.Fatal("snapshot not applied whole")
+	}
+}
+
+// After a burst of events the applier gives memory back once the stream is
+// quiet. If asked to, it limits the Go memory while a burst goes on (the
+// footprint it measured plus headroom, moved as the cache grows) and lifts
+// the limit when the burst ends; an operator's limit is left alone.
+func TestApplierGivesMemoryBack(t *testing.T) {
+	prev := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
+	if prev != math.MaxInt64 {
+		t.Skip("a memory limit is set (GOMEMLIMIT): the applier would leave it")
+	}
+	seq := uint64(0)
+	burst := func(a *applier, n int, value string) {
+		t.Helper()
+		var evs []syncproto.Event
+		for range n {
+			seq++
+			evs = append(evs, upsert(seq, fmt.Sprintf("secret/app/s%05d", seq), 1, value))
+		}
+		if _, err := a.apply(evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	released := func(a *applier) bool {
+		deadline := time.Now().Add(5 * releaseIdle)
+		for time.Now().Before(deadline) {
+			a.mu.Lock()
+			n := a.applied
+			a.mu.Unlock()
+			if n == 0 {
+				return true
+			}
+			time.Sleep(releaseIdle / 10)
+		}
+		return false
+	}
+	limit := func(a *applier) (int64, int64) {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return a.limit, a.held
+	}
+
+	a := &applier{c: openTestCache(t), log: slog.New(slog.DiscardHandler), budgetMemory: true}
+	burst(a, releaseIdleMin-1, "p")
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Fatalf("memory limit %d after a trickle of events, want none", got)
+	}
+	burst(a, 1, "p")
+	lim, held := limit(a)
+	if got := debug.SetMemoryLimit(-1); held == 0 || got != lim || lim < held+budgetMin {
+		t.Fatalf("during a burst: memory limit %d, applier limit %d, footprint %d: want footprint plus headroom", got, lim, held)
+	}
+	// The limit follows the cache as it grows.
+	burst(a, 2000, strings.Repeat("x", 1024))
+	if got := debug.SetMemoryLimit(-1); got < held+budgetMin+2000*1024 {
+		t.Fatalf("memory limit %d after caching 2000 more secrets of 1 KiB, want at least %d", got, held+budgetMin+2000*1024)
+	}
+	if !released(a) {
+		t.Fatal("no release after a quiet period")
+	}
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Fatalf("memory limit %d once the burst is over, want it lifted", got)
+	}
+
+	// An operator's limit is left alone.
+	debug.SetMemoryLimit(1 << 40)
+	burst(a, 2*releaseIdleMin, "p")
+	if !released(a) {
+		t.Fatal("no release after a quiet period")
+	}
+	if got := debug.SetMemoryLimit(-1); got != 1<<40 {
+		t.Fatalf("memory limit %d: the operator's limit was replaced", got)
 	}
 }

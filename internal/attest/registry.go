@@ -60,6 +60,14 @@ type Agent struct {
 	// AckedSeq is the highest sync sequence number the agent acked as
 	// durably applied to its cache (its watermark).
 	AckedSeq uint64 `json:"acked_seq"`
+	// AuditSpool names the agent's audit spool and AuditSeq is the highest
+	// sequence number of its entries the audit log holds: a batch forwarded
+	// again (its answer was lost) is not logged twice.
+	AuditSpool string `json:"audit_spool,omitempty"`
+	AuditSeq   uint64 `json:"audit_seq,omitempty"`
+	// AuditLast identifies the entry numbered AuditSeq (hex SHA-256 of its
+	// line), to tell an entry sent again from a new one under a reused number.
+	AuditLast string `json:"audit_last,omitempty"`
 	// Status is active, quarantined or revoked.
 	Status Status `json:"status"`
 	// StatusReason is the operator's or rule's reason for the status.

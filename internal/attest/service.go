@@ -300,6 +300,10 @@ func (s *Service) Admit(ctx context.Context, a Attestor, req Request, pub crypto
 		LastSeen:     now,
 		Status:       StatusActive,
 	}
+	if old.ID != "" {
+		// The same agent again: what the log holds of its audit spool stays.
+		agent.AuditSpool, agent.AuditSeq, agent.AuditLast = old.AuditSpool, old.AuditSeq, old.AuditLast
+	}
 	if err := s.agents.put(ctx, agent); err != nil {
 		return fail(err)
 	}

@@ -34,4 +34,6 @@ var (
 	ErrInvalidDevice = errors.New("audit: invalid device")
 	// ErrBadSignature means a signed entry's signature did not verify.
 	ErrBadSignature = errors.New("audit: bad signature")
+	// ErrBadEntry means a signed entry is malformed (its seed, its line).
+	ErrBadEntry = errors.New("audit: bad entry")
 )

@@ -407,33 +407,45 @@ func TestSignedEntries(t *testing.T) {
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	der, _ := x509.MarshalPKIXPublicKey(pub)
 	line := []byte(`{"time":"2026-11-25T10:00:00Z","type":"agent-read","request":{"path":"secret/data/app/db","degraded":true},"error":""}`)
-	seed := bytes.Repeat([]byte{3}, leaf.SeedSize)
-	fields, _ := leaf.Fields(line)
-	lf, _ := leaf.Commit(fields, seed)
-	sig, err := leaf.Sign(lf, priv)
+	line2 := []byte(`{"time":"2026-11-25T10:00:01Z","type":"agent-read","request":{"path":"secret/data/app/web"},"error":""}`)
+	seed, seed2 := bytes.Repeat([]byte{3}, leaf.SeedSize), bytes.Repeat([]byte{4}, leaf.SeedSize)
+	commit := func(l, s []byte) []byte {
+		fields, _ := leaf.Fields(l)
+		lf, _ := leaf.Commit(fields, s)
+		return lf
+	}
+	sig, err := leaf.SignBatch([][]byte{commit(line, seed), commit(line2, seed2)}, priv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := "spiffe://edge.example/zone/edge-1/agent/a1"
-	idx, err := r.b.AppendSigned(SignedEntry{Line: line, Seed: seed, Signer: id, PublicKey: der, Signature: sig})
-	if err != nil {
-		t.Fatal(err)
+	batch := func(l []byte, sig []byte, from int) SignedBatch {
+		return SignedBatch{Entries: []leaf.SignedLine{{Line: l, Seed: seed}, {Line: line2, Seed: seed2}}, Signer: id, PublicKey: der, Signature: sig, From: from}
+	}
+	idxs, err := r.b.AppendSigned(batch(line, sig, 0))
+	if err != nil || len(idxs) != 2 || idxs[1] != idxs[0]+1 {
+		t.Fatalf("AppendSigned = %v, %v", idxs, err)
+	}
+	idx := idxs[0]
+	// Sent again with its first entry already logged: only the second is.
+	if idxs, err := r.b.AppendSigned(batch(line, sig, 1)); err != nil || len(idxs) != 1 {
+		t.Fatalf("AppendSigned from 1 = %v, %v", idxs, err)
 	}
 	bad := bytes.Clone(sig)
 	bad[0] ^= 1
-	if _, err := r.b.AppendSigned(SignedEntry{Line: line, Seed: seed, Signer: id, PublicKey: der, Signature: bad}); !errors.Is(err, ErrBadSignature) {
+	if _, err := r.b.AppendSigned(batch(line, bad, 0)); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("bad signature: err = %v", err)
 	}
 	multi := bytes.Replace(line, []byte(`,"error"`), []byte(",\n\"error\""), 1)
-	if _, err := r.b.AppendSigned(SignedEntry{Line: multi, Seed: seed, Signer: id, PublicKey: der, Signature: sig}); !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), "one line") {
+	if _, err := r.b.AppendSigned(batch(multi, sig, 0)); !errors.Is(err, ErrBadEntry) || !strings.Contains(err.Error(), "one line") {
 		t.Fatalf("a line with a newline: err = %v", err)
 	}
 	forged := bytes.Replace(line, []byte("degraded\":true"), []byte("degraded\":false"), 1)
-	if _, err := r.b.AppendSigned(SignedEntry{Line: forged, Seed: seed, Signer: id, PublicKey: der, Signature: sig}); !errors.Is(err, ErrBadSignature) {
+	if _, err := r.b.AppendSigned(batch(forged, sig, 0)); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("edited line: err = %v", err)
 	}
 	lg := r.b.Log()
-	if lg.Size() != 1 {
+	if lg.Size() != 3 {
 		t.Fatalf("log size %d after refused entries", lg.Size())
 	}
 	cp, err := lg.Integrate()

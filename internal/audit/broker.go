@@ -443,22 +443,27 @@ func (b *Broker) LogEntry(e *Entry, salt *Salt) (uint64, error) {
 // one waiter of the next batch is handed the writer's role, so no caller
 // writes on others' behalf for long.
 func (b *Broker) submit(rec *record) (uint64, error) {
+	err := b.submitAll([]*record{rec})
+	return rec.index, err
+}
+
+// submitAll queues recs together in the open batch and waits until it is
+// written: they land in the same write, all or none.
+func (b *Broker) submitAll(recs []*record) error {
 	b.mu.Lock()
 	cur := b.open
-	cur.recs = append(cur.recs, rec)
+	cur.recs = append(cur.recs, recs...)
 	if !b.busy {
 		b.busy = true
 		b.mu.Unlock()
-		err := b.lead(cur)
-		return rec.index, err
+		return b.lead(cur)
 	}
 	b.mu.Unlock()
 	select {
 	case <-cur.done:
-		return rec.index, cur.err
+		return cur.err
 	case <-cur.lead:
-		err := b.lead(cur)
-		return rec.index, err
+		return b.lead(cur)
 	}
 }
 

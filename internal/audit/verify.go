@@ -62,8 +62,11 @@ func Verify(logDir string, v note.Verifier, files []string, from int64) (*Report
 	for _, p := range dirRep.Problems {
 		rep.Problems = append(rep.Problems, Problem{Kind: ProblemLog, Index: -1, Detail: p.String()})
 	}
-	// The log's entries: line hash → index, and each index's line hash.
+	// The log's entries: line hash → first index, and each index's line
+	// hash. Identical lines (rare: an agent's batch logged twice) chain
+	// from one index to the next in sameLine.
 	byHash := map[[32]byte]int64{}
+	sameLine := map[int64]int64{}
 	var hashes [][32]byte
 	_, tail, err := tlog.ReadJournal(logDir, func(index uint64, lf, private []byte) error {
 		seed, line, err := SplitPrivate(private)
@@ -79,7 +82,18 @@ func Verify(logDir string, v note.Verifier, files []string, from int64) (*Report
 			rep.Problems = append(rep.Problems, Problem{Kind: ProblemLog, Index: int64(index), Detail: "the journal's entry does not match its leaf: the journal was edited"})
 		}
 		h := sha256.Sum256(line)
-		byHash[h] = int64(index)
+		if first, ok := byHash[h]; ok {
+			for {
+				n, ok := sameLine[first]
+				if !ok {
+					break
+				}
+				first = n
+			}
+			sameLine[first] = int64(index)
+		} else {
+			byHash[h] = int64(index)
+		}
 		hashes = append(hashes, h)
 		return nil
 	})
@@ -127,6 +141,13 @@ func Verify(logDir string, v note.Verifier, files []string, from int64) (*Report
 				rep.Problems = append(rep.Problems, Problem{Kind: ProblemTruncated, Index: -1, Line: lineNo, Detail: fmt.Sprintf("%s: the last line has no newline: the file was cut", path)})
 			}
 			idx, ok := byHash[sha256.Sum256(line)]
+			for ok && seen[idx] {
+				n, more := sameLine[idx]
+				if !more {
+					break
+				}
+				idx = n
+			}
 			switch {
 			case !ok:
 				pending = append(pending, lineNo)

@@ -75,7 +75,9 @@ var ErrInvalidConfig = errors.New("invalid bench configuration")
 type Config struct {
 	// Op is the operation to drive (-op).
 	Op Op
-	// Address is the server's base URL, http:// or https:// (-address).
+	// Address is the server's base URL (-address): http://, https://, or
+	// unix:///absolute/path/to.sock for plain HTTP over a Unix socket (sent
+	// with "Host: localhost", as Vault's VAULT_ADDR=unix://... does).
 	Address string
 	// Token is sent as X-Vault-Token (-token). Required for every op but
 	// OpBaseline. It never appears in errors or results.
@@ -182,16 +184,46 @@ func opList() string {
 	return strings.Join(names, ", ")
 }
 
+// UnixScheme is the scheme of an address naming a Unix socket:
+// "unix:///run/edgevault-agent.sock".
+const UnixScheme = "unix"
+
+// SocketPath returns the socket path of a unix:// address and ok = true;
+// for an address of any other scheme it returns ok = false and no error. A
+// unix:// address must be unix:///absolute/path (three slashes: no host),
+// with no query, fragment or user info.
+func SocketPath(address string) (path string, ok bool, err error) {
+	if !strings.HasPrefix(address, UnixScheme+":") {
+		return "", false, nil
+	}
+	u, err := url.Parse(address)
+	if err != nil {
+		return "", true, fmt.Errorf("not a URL: %w", err)
+	}
+	switch {
+	case u.Host != "":
+		return "", true, fmt.Errorf("%s: want unix:///absolute/path/to.sock (three slashes), got host %q", address, u.Host)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return "", true, fmt.Errorf("%s: want unix:///absolute/path/to.sock, with no user info, query or fragment", address)
+	case u.Path == "" || u.Path == "/" || !strings.HasPrefix(u.Path, "/"):
+		return "", true, fmt.Errorf("%s: no socket path (want unix:///absolute/path/to.sock)", address)
+	}
+	return u.Path, true, nil
+}
+
 func checkAddress(addr string) error {
 	if addr == "" {
 		return errors.New("empty address")
+	}
+	if _, ok, err := SocketPath(addr); ok {
+		return err
 	}
 	u, err := url.Parse(addr)
 	if err != nil {
 		return fmt.Errorf("not a URL: %w", err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
+		return fmt.Errorf("scheme must be http, https or unix, got %q", u.Scheme)
 	}
 	if u.Host == "" {
 		return errors.New("no host")

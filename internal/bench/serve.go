@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -69,4 +71,32 @@ func Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("baseline server on %s: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// Listen opens a listener for Serve: address is host:port (TCP) or
+// unix:///absolute/path (a Unix socket, see SocketPath). A socket file left
+// behind by a process that is gone is replaced; a socket another process
+// still accepts on, or an existing file that is not a socket, is an error.
+// Closing the listener removes the socket file.
+func Listen(address string) (net.Listener, error) {
+	path, unix, err := SocketPath(address)
+	if err != nil {
+		return nil, err
+	}
+	if !unix {
+		return net.Listen("tcp", address)
+	}
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode().Type() != fs.ModeSocket {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, 100*time.Millisecond); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: another process is listening on it", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove the stale socket: %w", err)
+		}
+	}
+	return net.Listen("unix", path)
 }

@@ -31,7 +31,8 @@ type target struct {
 	op       Op
 	keys     int
 	timeout  time.Duration
-	hostport string      // dial address
+	network  string      // "tcp" or "unix"
+	hostport string      // dial address: host:port, or the socket's path
 	tls      *tls.Config // nil for http
 	dialer   *net.Dialer
 	keyPath  string // "<base>/v1/<mount>/data/bench/", followed by the key number
@@ -51,6 +52,7 @@ func newTarget(cfg Config) (*target, error) {
 		op:      cfg.Op,
 		keys:    cfg.Keys,
 		timeout: cfg.Timeout,
+		network: "tcp",
 		dialer:  &net.Dialer{Timeout: cfg.Timeout, KeepAlive: 30 * time.Second},
 	}
 	port := u.Port()
@@ -58,6 +60,15 @@ func newTarget(cfg Config) (*target, error) {
 		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 	}
 	t.hostport = net.JoinHostPort(u.Hostname(), port)
+	host, base := u.Host, strings.TrimRight(u.EscapedPath(), "/")
+	socket, unix, err := SocketPath(cfg.Address)
+	if err != nil {
+		return nil, fmt.Errorf("%w: -address: %w", ErrInvalidConfig, err)
+	}
+	if unix {
+		// Plain HTTP over the socket; the URL's path is the socket's.
+		t.network, t.hostport, host, base = "unix", socket, "localhost", ""
+	}
 	tlsCfg, err := tlsConfig(cfg, u.Hostname()) // checks -ca-cert even for http
 	if err != nil {
 		return nil, err
@@ -65,10 +76,9 @@ func newTarget(cfg Config) (*target, error) {
 	if u.Scheme == "https" {
 		t.tls = tlsCfg
 	}
-	base := strings.TrimRight(u.EscapedPath(), "/")
 	t.keyPath = base + "/v1/" + strings.Trim(cfg.Mount, "/") + "/data/bench/"
 	t.tokPath = base + "/v1/auth/token/create"
-	t.headers = "Host: " + u.Host + "\r\nUser-Agent: edgevault-bench\r\n"
+	t.headers = "Host: " + host + "\r\nUser-Agent: edgevault-bench\r\n"
 	if cfg.Token != "" {
 		t.headers += "X-Vault-Token: " + cfg.Token + "\r\n"
 	}
@@ -179,7 +189,7 @@ func (t *target) newWorker(ctx context.Context, rng *rand.Rand) *worker {
 func (w *worker) dial() error {
 	ctx, cancel := context.WithTimeout(w.ctx, w.t.timeout)
 	defer cancel()
-	nc, err := w.t.dialer.DialContext(ctx, "tcp", w.t.hostport)
+	nc, err := w.t.dialer.DialContext(ctx, w.t.network, w.t.hostport)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -42,13 +41,16 @@ Operations:
   fill          write each of -keys secrets once, report the time, and stop
 
 The address comes from -address, EDGEVAULT_ADDR, VAULT_ADDR, or
-http://127.0.0.1:8200; the token from -token, EDGEVAULT_TOKEN or VAULT_TOKEN.
+http://127.0.0.1:8200; unix:///absolute/path/to.sock sends plain HTTP over a
+Unix socket (Host: localhost), such as an edge agent's local API. The token
+comes from -token, EDGEVAULT_TOKEN or VAULT_TOKEN.
 An error is a transport failure or a non-2xx status; the first one is printed.
 
 Exit codes: 0 ok (even with request errors), 1 the run failed, 2 bad flags.`,
 		Example: `  edgevault bench serve-baseline &
   edgevault bench -op baseline -address http://127.0.0.1:8299 -c 16 -d 5s -format json
-  edgevault bench -op kv-read -c 16 -d 10s -format json`,
+  edgevault bench -op kv-read -c 16 -d 10s -format json
+  edgevault bench -op baseline -address unix:///run/edgevault-agent.sock -token "$(cat local-token)"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "table" && format != "json" {
@@ -79,7 +81,7 @@ Exit codes: 0 ok (even with request errors), 1 the run failed, 2 bad flags.`,
 	f.IntVarP(&cfg.Concurrency, "concurrency", "c", cfg.Concurrency, "number of workers, each with its own connection")
 	f.DurationVarP(&cfg.Duration, "duration", "d", cfg.Duration, "how long to measure")
 	f.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "how long to run before measuring")
-	f.StringVar(&cfg.Address, "address", "", "server URL (default $EDGEVAULT_ADDR, $VAULT_ADDR, then http://127.0.0.1:8200)")
+	f.StringVar(&cfg.Address, "address", "", "server URL, or unix:///path of a socket (default $EDGEVAULT_ADDR, $VAULT_ADDR, then http://127.0.0.1:8200)")
 	f.StringVar(&cfg.Token, "token", "", "token sent as X-Vault-Token (default $EDGEVAULT_TOKEN, then $VAULT_TOKEN)")
 	f.StringVar(&cfg.Mount, "mount", cfg.Mount, "KV v2 mount path")
 	f.StringVar(&cfg.Namespace, "namespace", "", "zone (or Vault namespace) sent as X-Vault-Namespace")
@@ -175,20 +177,30 @@ func newBenchServeBaselineCmd(e *env) *cobra.Command {
 		Long: `Run a bare net/http server answering every request (any method, any path)
 with 200 and the same 200-byte JSON body, until interrupted. Drive it with
 'edgevault bench -op baseline -address http://ADDR' to measure what the
-machine can do, then compare a real server's figures with it.`,
+machine can do, then compare a real server's figures with it.
+
+-address is host:port, or unix:///absolute/path to listen on a Unix socket
+(drive it with 'edgevault bench -address unix:///absolute/path'); a socket
+file left by a process that is gone is replaced, and removed on exit.`,
+		Example: `  edgevault bench serve-baseline -address 127.0.0.1:8299
+  edgevault bench serve-baseline -address unix:///tmp/baseline.sock`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ln, err := net.Listen("tcp", addr)
+			ln, err := bench.Listen(addr)
 			if err != nil {
 				return usagef("-address: listen: %v", err)
 			}
-			fmt.Fprintf(e.stdout, "baseline server listening on http://%s\n", ln.Addr())
+			where := "http://" + ln.Addr().String()
+			if ln.Addr().Network() == "unix" {
+				where = bench.UnixScheme + "://" + ln.Addr().String()
+			}
+			fmt.Fprintf(e.stdout, "baseline server listening on %s\n", where)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return bench.Serve(ctx, ln)
 		},
 	}
-	cmd.Flags().StringVar(&addr, "address", addr, "host:port to listen on")
+	cmd.Flags().StringVar(&addr, "address", addr, "host:port, or unix:///absolute/path, to listen on")
 	return cmd
 }
 

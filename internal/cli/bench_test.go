@@ -4,8 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -130,4 +136,86 @@ func TestBenchTokenCreateNote(t *testing.T) {
 	if code != exitOK || !strings.Contains(stderr, "revokes nothing") {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
+}
+
+// serve-baseline and bench both speak HTTP over a Unix socket given as
+// -address unix:///path.
+func TestBenchOverUnixSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("", "evc") // short: socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "baseline.sock")
+	addr := "unix://" + sock
+
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &lockedBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		root := newRootCmd(&env{stdin: strings.NewReader(""), stdout: out, stderr: io.Discard, getenv: func(string) string { return "" }})
+		root.SetArgs(vaultStyleFlags([]string{"bench", "serve-baseline", "-address", addr}))
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		done <- root.ExecuteContext(ctx)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(out.String(), "listening on "+addr) {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve-baseline did not report listening on %s; stdout %q", addr, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	code, stdout, stderr := runBench(t, map[string]string{"EDGEVAULT_ADDR": addr},
+		"bench", "-op", "baseline", "-c", "2", "-d", "200ms", "-warmup", "0s", "-format", "json")
+	if code != exitOK {
+		t.Fatalf("bench over the socket: exit %d: %s", code, stderr)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout)
+	}
+	if got["errors"] != 0.0 || got["ops"].(float64) <= 0 {
+		t.Fatalf("bench over the socket: %s", stdout)
+	}
+	code, _, stderr = runBench(t, nil, "bench", "serve-baseline", "-address", addr)
+	if code != exitUsage || !strings.Contains(stderr, "another process") {
+		t.Fatalf("second serve-baseline on a live socket: exit %d, %q", code, stderr)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve-baseline: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("serve-baseline did not stop")
+	}
+	if _, err := os.Lstat(sock); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("socket after serve-baseline stopped: %v", err)
+	}
+	code, _, stderr = runBench(t, nil, "bench", "-op", "baseline", "-address", "unix://relative.sock")
+	if code != exitUsage || !strings.Contains(stderr, "three slashes") {
+		t.Fatalf("relative socket address: exit %d, %q", code, stderr)
+	}
+}
+
+// lockedBuffer is an io.Writer read while a command writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

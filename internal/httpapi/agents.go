@@ -1,13 +1,17 @@
 package httpapi
 
 import (
+	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -28,7 +32,7 @@ const DefaultTrustDomain = "edgevault.local"
 //	POST   auth/attest/enroll       {join_token, public_key | csr}   no token: the join token is the credential
 //	POST   auth/attest/renew        {public_key | csr}  with the agent's client certificate (mTLS)
 //	LIST   sys/agents, GET/DELETE sys/agents/:id, POST/DELETE sys/agents/:id/quarantine
-//	POST   sys/agents/audit         {entries: [{line, seed, signature}]}   mTLS: the agent's signed entries
+//	POST   sys/agents/audit         {spool, signature, entries: [{line, seed}]}   mTLS: the agent's entries, signed by batch
 //
 // Every one of them is audited like any request, refusals included.
 
@@ -262,13 +266,14 @@ func agentOutput(a attest.Agent, td string) map[string]any {
 }
 
 // agentAuditBatch is the body of POST sys/agents/audit: entries an agent
-// signed for the reads it served locally (online or degraded), forwarded
-// from its spool.
+// recorded for the reads it served locally (online or degraded), forwarded
+// from its spool in order and signed together (leaf.SignBatch).
 type agentAuditBatch struct {
-	Entries []struct {
-		Line      string `json:"line"`      // one compact JSON object
-		Seed      []byte `json:"seed"`      // base64, 32 bytes
-		Signature []byte `json:"signature"` // base64, over the line's leaf data
+	Spool     string `json:"spool"`     // the agent's spool ID
+	Signature []byte `json:"signature"` // base64, over leaf.BatchMessage of the entries
+	Entries   []struct {
+		Line string `json:"line"` // one compact JSON object with the spool's "seq"
+		Seed []byte `json:"seed"` // base64, 32 bytes
 	} `json:"entries"`
 }
 
@@ -276,11 +281,12 @@ type agentAuditBatch struct {
 const maxAgentAuditBatch = 1000
 
 // serveAgentAudit answers POST sys/agents/audit over mTLS: the agent's
-// signed entries are checked and appended to every audit device, with the
-// identity and key the server authenticated on this connection (its zone
-// certificate) — not what the agent claims. Entries are taken in order; on
-// the first refused one the answer is 400 saying which, and "accepted"
-// tells the agent how many went in before it.
+// signed batch is checked and its entries appended to every audit device in
+// one write, with the identity and key the server authenticated on this
+// connection (its zone certificate) — not what the agent claims. Entries
+// carry consecutive spool sequence numbers; those the log already holds (a
+// batch sent again because its answer was lost) are not logged twice. The
+// answer's "audit_seq" is the highest sequence number the log holds.
 func serveAgentAudit(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request) {
 	u := s.state.Load()
 	if u == nil {
@@ -309,63 +315,161 @@ func serveAgentAudit(s *Server, c *core, w http.ResponseWriter, r *http.Request,
 		s.writeError(w, r, err)
 		return
 	}
+	if body.Spool == "" || len(body.Spool) > 64 {
+		s.writeError(w, r, logical.InvalidRequest("spool: want the agent's spool ID (1 to 64 characters)"))
+		return
+	}
 	if len(body.Entries) == 0 || len(body.Entries) > maxAgentAuditBatch {
 		s.writeError(w, r, logical.InvalidRequest("entries: want 1 to %d entries, got %d", maxAgentAuditBatch, len(body.Entries)))
 		return
 	}
-	pub, err := x509.MarshalPKIXPublicKey(r.TLS.PeerCertificates[0].PublicKey)
-	if err != nil {
+	batch := audit.SignedBatch{Entries: make([]leaf.SignedLine, len(body.Entries)), Signature: body.Signature}
+	var first uint64
+	for i, e := range body.Entries {
+		seq, msg := agentLineProblem([]byte(e.Line), a.Zone)
+		if msg == "" && i > 0 && seq != first+uint64(i) {
+			msg = fmt.Sprintf("seq %d does not follow seq %d", seq, first+uint64(i)-1)
+		}
+		if msg != "" {
+			s.writeError(w, r, logical.InvalidRequest("entries[%d]: %s", i, msg))
+			return
+		}
+		if i == 0 {
+			first = seq
+		}
+		batch.Entries[i] = leaf.SignedLine{Line: []byte(e.Line), Seed: e.Seed}
+	}
+	if batch.PublicKey, err = x509.MarshalPKIXPublicKey(r.TLS.PeerCertificates[0].PublicKey); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	id := a.Name(u.attest.TrustDomain()).String()
-	indexes := make([]uint64, 0, len(body.Entries))
-	for i, e := range body.Entries {
-		if msg := agentLineProblem([]byte(e.Line), a.Zone); msg != "" {
-			s.writeError(w, r, logical.InvalidRequest("entries[%d]: %s (accepted: %d)", i, msg, len(indexes)))
-			return
+	batch.Signer = a.Name(u.attest.TrustDomain()).String()
+	last := first + uint64(len(body.Entries)) - 1
+	var indexes []uint64
+	// The log write and the record of what it holds go together: not cut
+	// short by the agent hanging up between them.
+	ctx := context.WithoutCancel(r.Context())
+	_, err = u.attest.Agents().Update(ctx, a.Zone, a.ID, func(ag *attest.Agent) error {
+		held := ag.AuditSeq
+		if ag.AuditSpool != body.Spool {
+			held = 0
 		}
-		idx, err := c.audit.AppendSigned(audit.SignedEntry{Line: []byte(e.Line), Seed: e.Seed, Signer: id, PublicKey: pub, Signature: e.Signature})
-		if err != nil {
-			if errors.Is(err, audit.ErrBadSignature) {
-				err = logical.InvalidRequest("entries[%d]: %s (accepted: %d)", i, strings.TrimPrefix(err.Error(), "audit: "), len(indexes))
+		if held >= first {
+			at := min(held, last) - first
+			// An entry the log holds comes back identical; a different
+			// one means the agent's spool went back in time (a restored
+			// snapshot): its numbers are taken, it must start a new spool.
+			if held <= last && ag.AuditLast != lineDigest(body.Entries[at].Line) {
+				return fmt.Errorf("%w: spool %q: entry %d differs from the one the log holds under that number; start a new spool",
+					errSpoolReused, body.Spool, held)
 			}
-			s.writeError(w, r, err)
-			return
+			batch.From = int(at + 1)
 		}
-		indexes = append(indexes, idx)
+		if indexes, err = c.audit.AppendSigned(batch); err != nil {
+			return err
+		}
+		if last > held {
+			ag.AuditSpool, ag.AuditSeq, ag.AuditLast = body.Spool, last, lineDigest(body.Entries[len(body.Entries)-1].Line)
+		}
+		return nil
+	})
+	if err != nil {
+		switch {
+		case errors.Is(err, errSpoolReused):
+			_, msg, _ := strings.Cut(err.Error(), errSpoolReused.Error()+": ")
+			err = fmt.Errorf("%w: %s", logical.ErrConflict, msg)
+		case errors.Is(err, audit.ErrBadSignature), errors.Is(err, audit.ErrBadEntry):
+			_, msg, _ := strings.Cut(err.Error(), "audit: ")
+			err = logical.InvalidRequest("%s", msg)
+		}
+		s.writeError(w, r, err)
+		return
 	}
-	writeResponse(w, &logical.Response{Data: map[string]any{"accepted": len(indexes), "indexes": indexes, "signer": id}}, "system")
+	writeResponse(w, &logical.Response{Data: map[string]any{
+		"accepted": len(indexes), "duplicates": batch.From, "indexes": indexes, "audit_seq": last, "signer": batch.Signer,
+	}}, "system")
 }
+
+// errSpoolReused: an agent's spool numbers an entry the log already holds
+// differently.
+var errSpoolReused = errors.New("agent audit spool reused")
+
+// lineDigest identifies an agent's entry line (hex SHA-256).
+func lineDigest(line string) string {
+	d := sha256.Sum256([]byte(line))
+	return hex.EncodeToString(d[:])
+}
+
+// agentField is the kind of value a field of an agent's entry holds.
+type agentField int
+
+const (
+	agentString agentField = iota + 1
+	agentInt
+	agentNamespace // {"id": "<zone>"}
+)
 
 // agentFields are the fields an agent's entry may have: what was read,
 // how, when — never a value or a token (agents hold no audit salt).
-var agentFields = map[string]bool{
-	"time": true, "type": true, "error": true,
-	"request.id": true, "request.operation": true, "request.path": true, "request.version": true,
-	"request.mode": true, "request.stale_seconds": true, "request.remote_address": true, "request.namespace": true,
-	"response.status_code": true, "response.mount_type": true,
+var agentFields = map[string]agentField{
+	"seq": agentInt, "time": agentString, "type": agentString, "error": agentString,
+	"request.id": agentString, "request.operation": agentString, "request.path": agentString, "request.version": agentInt,
+	"request.mode": agentString, "request.stale_seconds": agentInt, "request.remote_address": agentString,
+	"request.namespace": agentNamespace, "response.status_code": agentInt, "response.mount_type": agentString,
 }
 
-// agentLineProblem refuses agent entries that could carry secrets, or that
-// claim another zone than the agent's.
-func agentLineProblem(line []byte, zone string) string {
+// agentRequired are the fields every agent entry has.
+var agentRequired = []string{"seq", "time", "type", "request.path", "request.namespace", "response.status_code"}
+
+// agentLineProblem refuses agent entries that could carry secrets, whose
+// fields hold values of the wrong kind, that claim another zone than the
+// agent's, or that lack a required field; it returns the entry's "seq".
+func agentLineProblem(line []byte, zone string) (uint64, string) {
 	fields, err := leaf.Fields(line)
 	if err != nil {
-		return "line: " + err.Error()
+		return 0, "line: " + err.Error()
 	}
+	var seq uint64
+	seen := 0
 	for _, f := range fields {
-		if !agentFields[f.Name] {
-			return fmt.Sprintf("line: field %q is not allowed in an agent's entry (agents record what was read, never values or tokens)", f.Name)
+		kind := agentFields[f.Name]
+		if kind == 0 {
+			return 0, fmt.Sprintf("line: field %q is not allowed in an agent's entry (agents record what was read, never values or tokens)", f.Name)
 		}
-		if f.Name == "request.namespace" {
+		if slices.Contains(agentRequired, f.Name) {
+			seen++
+		}
+		switch kind {
+		case agentString:
+			var v string
+			if json.Unmarshal(f.Value, &v) != nil {
+				return 0, fmt.Sprintf("line: %s must be a string", f.Name)
+			}
+			if f.Name == "type" && v != "agent-read" {
+				return 0, `line: type must be "agent-read"`
+			}
+		case agentInt:
+			var n uint64
+			if json.Unmarshal(f.Value, &n) != nil {
+				return 0, fmt.Sprintf("line: %s must be a non-negative integer", f.Name)
+			}
+			if f.Name == "seq" {
+				seq = n
+			}
+		case agentNamespace:
 			var ns struct {
 				ID string `json:"id"`
 			}
 			if json.Unmarshal(f.Value, &ns) != nil || ns.ID != zoneLabel(zone) {
-				return fmt.Sprintf("line: request.namespace must be the agent's zone {\"id\":%q}", zoneLabel(zone))
+				return 0, fmt.Sprintf("line: request.namespace must be the agent's zone {\"id\":%q}", zoneLabel(zone))
 			}
 		}
 	}
-	return ""
+	if seen != len(agentRequired) {
+		return 0, "line: an agent's entry needs " + strings.Join(agentRequired, ", ")
+	}
+	if seq == 0 {
+		return 0, "line: seq must be the entry's spool sequence number (from 1)"
+	}
+	return seq, ""
 }

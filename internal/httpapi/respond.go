@@ -100,6 +100,8 @@ func statusFor(err error) (int, bool) {
 		return http.StatusNotFound, true
 	case errors.Is(err, logical.ErrUnsupportedOperation):
 		return http.StatusMethodNotAllowed, true
+	case errors.Is(err, logical.ErrConflict):
+		return http.StatusConflict, true
 	}
 	return http.StatusInternalServerError, false
 }
@@ -122,6 +124,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		// Vault's messages carry no category prefix; the status says it.
 		msg = strings.TrimPrefix(msg, logical.ErrInvalidRequest.Error()+": ")
 		msg = strings.TrimPrefix(msg, logical.ErrNotFound.Error()+": ")
+		msg = strings.TrimPrefix(msg, logical.ErrConflict.Error()+": ")
 	}
 	if status == http.StatusNotFound && (msg == logical.ErrNotFound.Error()) {
 		writeJSON(w, status, errorBody{Errors: []string{}})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -198,25 +199,18 @@ func enrolled(t *testing.T, ts *testServer, zone, id string) testAgent {
 	return testAgent{zone: z, key: key, tls: cfg, http: hc, url: srv.URL}
 }
 
-// Agents forward the entries they signed for local reads; the server binds
-// them to the identity and key of the connection and logs them.
+// Agents forward the entries they recorded for local reads, signed by
+// batch; the server binds them to the identity and key of the connection,
+// logs them once each (a batch sent again is not logged twice) and refuses
+// entries that could carry secrets.
 func TestAgentSignedAudit(t *testing.T) {
 	ts, file, _ := auditedServer(t)
 	ag := enrolled(t, ts, "edge-1", "node-a")
-	hc, url, key := ag.http, ag.url, ag.key
-	line := `{"request":{"mode":"degraded","operation":"read","path":"secret/data/app/db","version":3},"time":"2026-11-26T01:00:00Z","type":"agent-read"}`
-	seed := bytes.Repeat([]byte{9}, 32)
-	fields, _ := leaf.Fields([]byte(line))
-	lf, _ := leaf.Commit(fields, seed)
-	sig, err := leaf.Sign(lf, key)
-	if err != nil {
-		t.Fatal(err)
-	}
 	post := func(body any) (int, map[string]any) {
 		raw, _ := json.Marshal(body)
-		req, _ := http.NewRequest("POST", url+"/v1/sys/agents/audit", bytes.NewReader(raw))
+		req, _ := http.NewRequest("POST", ag.url+"/v1/sys/agents/audit", bytes.NewReader(raw))
 		req.Header.Set("X-Vault-Namespace", "edge-1")
-		resp, err := hc.Do(req)
+		resp, err := ag.http.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,30 +219,74 @@ func TestAgentSignedAudit(t *testing.T) {
 		json.NewDecoder(resp.Body).Decode(&out)
 		return resp.StatusCode, out
 	}
-	entry := func(l string, s []byte) map[string]any {
-		return map[string]any{"line": l, "seed": seed, "signature": s}
+	line := func(seq int) string {
+		return fmt.Sprintf(`{"seq":%d,"request":{"mode":"degraded","operation":"read","path":"secret/data/app/db","version":3,"namespace":{"id":"edge-1"}},"response":{"status_code":200},"time":"2026-11-26T01:00:00Z","type":"agent-read"}`, seq)
 	}
-	code, out := post(map[string]any{"entries": []any{entry(line, sig)}})
-	if code != 200 || out["data"].(map[string]any)["signer"] != "spiffe://edgevault.local/zone/edge-1/agent/node-a" {
-		t.Fatalf("forward: %d %v", code, out)
+	// batch signs lines as the agent does and returns the request body.
+	batch := func(spool string, lines ...string) map[string]any {
+		leaves := make([][]byte, len(lines))
+		entries := make([]any, len(lines))
+		for i, l := range lines {
+			seed := make([]byte, 32)
+			rand.Read(seed)
+			fields, err := leaf.Fields([]byte(l))
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaves[i], _ = leaf.Commit(fields, seed)
+			entries[i] = map[string]any{"line": l, "seed": seed}
+		}
+		sig, err := leaf.SignBatch(leaves, ag.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]any{"spool": spool, "signature": sig, "entries": entries}
 	}
-	bad := bytes.Clone(sig)
-	bad[len(bad)-1] ^= 1
-	withData := `{"request":{"data":{"password":"x"},"path":"secret/data/app/db"},"type":"agent-read"}`
 	for _, tc := range []struct {
-		body any
+		name               string
+		body               map[string]any
+		accepted, dup, seq float64
+	}{
+		{"first batch", batch("sp1", line(1), line(2)), 2, 0, 2},
+		{"sent again", batch("sp1", line(1), line(2)), 0, 2, 2},
+		{"overlapping", batch("sp1", line(2), line(3)), 1, 1, 3},
+		{"a new spool starts over", batch("sp2", line(1)), 1, 0, 1},
+	} {
+		code, out := post(tc.body)
+		d, _ := out["data"].(map[string]any)
+		if code != 200 || d["accepted"] != tc.accepted || d["duplicates"] != tc.dup || d["audit_seq"] != tc.seq ||
+			d["signer"] != "spiffe://edgevault.local/zone/edge-1/agent/node-a" {
+			t.Fatalf("%s: %d %v", tc.name, code, out)
+		}
+	}
+	badSig := batch("sp2", line(2))
+	badSig["signature"].([]byte)[5] ^= 1
+	for _, tc := range []struct {
+		body map[string]any
 		want string
 	}{
-		{map[string]any{"entries": []any{entry(line, sig), entry(line, bad)}}, "entries[1]"},
-		{map[string]any{"entries": []any{entry(withData, sig)}}, `"request.data" is not allowed`},
-		{map[string]any{"entries": []any{}}, "want 1 to 1000 entries"},
+		{badSig, "signature does not verify"},
+		{batch("sp2", `{"request":{"data":{"password":"x"},"path":"secret/data/app/db"},"seq":2,"type":"agent-read"}`), `entries[0]: line: field "request.data" is not allowed`},
+		{batch("sp2", `{"type":"agent-read"}`), "entries[0]: line: an agent's entry needs seq"},
+		{batch("sp2", strings.Replace(line(2), `"path":"secret/data/app/db"`, `"path":{"a":1}`, 1)), "request.path must be a string"},
+		{batch("sp2", strings.Replace(line(2), `"agent-read"`, `"request"`, 1)), `type must be "agent-read"`},
+		{batch("sp2", strings.Replace(line(2), `"edge-1"`, `"edge-2"`, 1)), "request.namespace must be the agent's zone"},
+		{batch("sp2", line(2), line(4)), "entries[1]: seq 4 does not follow seq 2"},
+		{batch("", line(2)), "spool"},
+		{map[string]any{"spool": "sp2", "entries": []any{}}, "want 1 to 1000 entries"},
 	} {
 		code, out := post(tc.body)
 		if code != 400 || !strings.Contains(fmt.Sprint(out["errors"]), tc.want) {
 			t.Errorf("%v: %d %v, want 400 %q", tc.want, code, out, tc.want)
 		}
 	}
-	// The file holds the agent's entry with the server-authenticated signer.
+	// A spool that went back in time (a restored snapshot) numbers a new
+	// entry like one the log holds: refused, nothing logged.
+	other := strings.Replace(line(1), "01:00:00Z", "02:00:00Z", 1)
+	if code, out := post(batch("sp2", other, line(2))); code != 409 || !strings.Contains(fmt.Sprint(out["errors"]), "start a new spool") {
+		t.Fatalf("reused spool numbers: %d %v, want 409", code, out)
+	}
+	// The file holds each accepted entry once, with the server-authenticated signer.
 	n := 0
 	for _, e := range readEntries(t, file) {
 		if e["type"] == "agent-read" {
@@ -258,8 +296,8 @@ func TestAgentSignedAudit(t *testing.T) {
 			n++
 		}
 	}
-	if n != 2 { // the first, and the valid first entry of the second batch
-		t.Fatalf("%d agent entries in the audit file, want 2", n)
+	if n != 4 {
+		t.Fatalf("%d agent entries in the audit file, want 4", n)
 	}
 }
 

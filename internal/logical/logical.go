@@ -102,6 +102,8 @@ var (
 	ErrUnsupportedPath = errors.New("unsupported path")
 	// ErrCASMismatch is a failed check-and-set; Vault answers 400.
 	ErrCASMismatch = errors.New("check-and-set parameter did not match the current version")
+	// ErrConflict is a request that contradicts what the server holds: 409.
+	ErrConflict = errors.New("conflict")
 	// ErrSealed is returned while the barrier is sealed: 503.
 	ErrSealed = errors.New("Vault is sealed")
 )

@@ -375,7 +375,9 @@ func (c *Cache) update(st *stateRec, fn func(*batch) error) (_ *batch, err error
 		}
 	}()
 	b := &batch{c: c, digest: c.state.digest, now: c.clock().UnixNano(), changed: map[string]*pathEntry{}}
+	var size int64
 	err = c.db.Update(func(tx *bbolt.Tx) error {
+		defer func() { size = tx.Size() }()
 		b.paths, b.versions = tx.Bucket(bucketPaths), tx.Bucket(bucketVersions)
 		sb := tx.Bucket(bucketState)
 		if b.paths == nil || b.versions == nil || sb == nil {
@@ -389,11 +391,29 @@ func (c *Cache) update(st *stateRec, fn func(*batch) error) (_ *batch, err error
 		b.ad = appendAD(b.ad[:0], kindState, c.zone, "", 0)
 		return sb.Put(keyState, seal(c.aead, b.ad, st.encode()))
 	})
+	c.unmap(size)
 	if err != nil {
 		return nil, err
 	}
 	c.state = *st
 	return b, nil
+}
+
+// unmap drops the pages of the file's mapping that a transaction touched
+// (it read its B+tree path and old values through the mapping) from the
+// resident set, so a long sync does not leave a second copy of the file
+// resident next to the index. size is the transaction's high-water mark.
+// Called with wmu held; a no-op where the platform cannot do it (Release
+// then reopens the file).
+func (c *Cache) unmap(size int64) {
+	if size == 0 {
+		return // the transaction did not start (the file is not open)
+	}
+	c.mapped = max(c.mapped, size)
+	if !dropMappedPages(c.db, c.mapped) {
+		return
+	}
+	c.mapped = size
 }
 
 // MarkSynced records, durably, that the cache was known to be current with
@@ -432,7 +452,9 @@ func (c *Cache) Reset() error {
 	if c.isClosed() {
 		return ErrClosed
 	}
+	var size int64
 	err := c.db.Update(func(tx *bbolt.Tx) error {
+		defer func() { size = tx.Size() }()
 		for _, name := range [][]byte{bucketPaths, bucketVersions} {
 			if err := tx.DeleteBucket(name); err != nil {
 				return err
@@ -445,6 +467,7 @@ func (c *Cache) Reset() error {
 		return tx.Bucket(bucketState).Put(keyState,
 			seal(c.aead, appendAD(nil, kindState, c.zone, "", 0), st.encode()))
 	})
+	c.unmap(size) // deleting the buckets read every page of them
 	if err != nil {
 		return fmt.Errorf("cache: reset: %w", err)
 	}

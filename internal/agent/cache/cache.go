@@ -105,6 +105,9 @@ type Cache struct {
 	wmu   sync.Mutex // serialises writers and Close
 	terms *termer    // under wmu
 	state stateRec   // as last committed; under wmu
+	// mapped is the part of the file's mapping that may hold resident
+	// pages (the last high-water mark seen); under wmu.
+	mapped int64
 
 	// testHookOp, set by tests only, runs after each op of an Apply inside
 	// its transaction; an error aborts the batch (fault injection).
@@ -693,21 +696,23 @@ func (c *Cache) Stats() Stats {
 	}
 }
 
-// Close waits for a write in progress, releases the memory index and closes
-// the file. Every method called afterwards returns ErrClosed, except Stats
-// and Watermark, which keep answering (with Paths 0). Calling Close again
-// returns nil.
-// Release gives back the memory the file's mapping holds after many
-// writes (the pages they touched stay resident): it closes and reopens the
+// Release gives back the memory the file's mapping holds: the pages writes
+// read through it. On Linux every write already drops them when it commits
+// (madvise), and Release does so again; elsewhere it closes and reopens the
 // bbolt file between writes. Reads never touch the file and go on.
 func (c *Cache) Release() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.mu.RLock()
-	closed := c.closed
-	c.mu.RUnlock()
-	if closed {
+	if c.isClosed() {
 		return ErrClosed
+	}
+	// The file's high-water mark now: a commit may have grown it past the
+	// size its transaction saw, and reads since may have touched the pages.
+	var size int64
+	_ = c.db.View(func(tx *bbolt.Tx) error { size = tx.Size(); return nil })
+	if dropMappedPages(c.db, max(c.mapped, size)) {
+		c.mapped = size
+		return nil
 	}
 	if err := c.db.Close(); err != nil {
 		return fmt.Errorf("cache: release %s: %w", c.file, err)
@@ -716,11 +721,14 @@ func (c *Cache) Release() error {
 	if err != nil {
 		return err
 	}
-	c.db = db
+	c.db, c.mapped = db, 0
 	return nil
 }
 
-// Close closes the file; later calls fail with ErrClosed.
+// Close waits for a write in progress, releases the memory index and closes
+// the file. Every method called afterwards returns ErrClosed, except Stats
+// and Watermark, which keep answering (with Paths 0). Calling Close again
+// returns nil.
 func (c *Cache) Close() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

@@ -47,9 +47,16 @@
 // # Memory
 //
 // The index holds each version's data and metadata in one exact-size buffer
-// (about 14 MiB of heap for 10,000 secrets of 1 KiB). Open reads every page
-// of the memory-mapped file, then closes and reopens it so those pages do not
-// stay in the resident set next to the index.
+// (about 14 MiB of heap for 10,000 secrets of 1 KiB). The file itself must
+// not stay resident next to it: bbolt reads it through a shared read-only
+// memory mapping, and every page a transaction reads (its B+tree path, the
+// old values it replaces) stays in the process's resident set until unmapped.
+// Open reads every page, then closes and reopens the file; each write
+// transaction, once committed, tells the kernel (madvise MADV_DONTNEED, on
+// Linux) that the mapping's pages are not needed, which drops them from the
+// resident set but not from the page cache, so the next transaction faults
+// back in only the few pages it reads. Release does the same on demand
+// (elsewhere than Linux, by reopening the file).
 //
 // A file bbolt cannot read is reported as ErrCorrupt naming the file: the
 // agent removes it and re-syncs from scratch.

@@ -263,8 +263,8 @@ func VerifyBundle(b *Bundle, v note.Verifier) (*Verified, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := VerifySignature(appendLeaf(nil, withoutSigner(ds)), s.PublicKey, s.Signature); err != nil {
-		return nil, fmt.Errorf("signer %q: %w", s.ID, err)
+	if err := verifySigner(s, appendLeaf(nil, withoutSigner(ds))); err != nil {
+		return nil, err
 	}
 	out.Signer = s
 	return out, nil

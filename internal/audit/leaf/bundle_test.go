@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -252,7 +253,19 @@ func TestModifiedEntryInLog(t *testing.T) {
 
 func signedLine(t *testing.T, line, seed []byte, key crypto.Signer, id string) []byte {
 	t.Helper()
-	sig, err := Sign(mustCommit(t, line, seed), key)
+	return signedBatch(t, [][]byte{line}, [][]byte{seed}, key, id)[0]
+}
+
+// signedBatch signs lines together and returns them with their signer.
+func signedBatch(t *testing.T, lines, seeds [][]byte, key crypto.Signer, id string) [][]byte {
+	t.Helper()
+	leaves := make([][]byte, len(lines))
+	entries := make([]SignedLine, len(lines))
+	for i := range lines {
+		leaves[i] = mustCommit(t, lines[i], seeds[i])
+		entries[i] = SignedLine{Line: lines[i], Seed: seeds[i]}
+	}
+	sig, err := SignBatch(leaves, key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,9 +273,18 @@ func signedLine(t *testing.T, line, seed []byte, key crypto.Signer, id string) [
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := AttachSigner(line, seed, SignerInfo{ID: id, PublicKey: der, Signature: sig})
+	signed, err := AttachSigner(entries, id, der, sig)
 	if err != nil {
 		t.Fatalf("AttachSigner: %v", err)
+	}
+	out := make([][]byte, len(signed))
+	for i, s := range signed {
+		// The leaf AttachSigner builds from the digests it already has is
+		// the line's own commitment.
+		if want := mustCommit(t, s.Line, seeds[i]); !bytes.Equal(s.Leaf, want) {
+			t.Fatalf("entry %d: AttachSigner's leaf differs from Commit(Fields(line)):\n%x\n%x", i, s.Leaf, want)
+		}
+		out[i] = s.Line
 	}
 	return out
 }
@@ -281,7 +303,7 @@ func TestSignedEntry(t *testing.T) {
 			line := signedLine(t, entry, seed, tc.key, id)
 			f := newFixture(t, line)
 			b := f.bundle(t, 2, "request.path")
-			if len(b.Disclosed) != 4 || b.Disclosed[1].Name != "signer.id" {
+			if len(b.Disclosed) != 7 || b.Disclosed[4].Name != "signer.id" {
 				t.Fatalf("signer fields not disclosed: %+v", b.Disclosed)
 			}
 			v, err := VerifyBundle(b, f.log.verifier())
@@ -290,11 +312,6 @@ func TestSignedEntry(t *testing.T) {
 			}
 			if v.Signer == nil || v.Signer.ID != id {
 				t.Fatalf("Signer = %+v", v.Signer)
-			}
-			leaf := mustCommit(t, line, seed)
-			sp, err := SignedPart(leaf)
-			if err != nil || !bytes.Equal(sp, mustCommit(t, entry, seed)) {
-				t.Fatalf("SignedPart is not the signer's own leaf: %v", err)
 			}
 		})
 	}
@@ -331,16 +348,16 @@ func TestSignedEntryBad(t *testing.T) {
 			if !errors.Is(err, ErrBadSignature) || !strings.Contains(err.Error(), `signer "spiffe://edge.example/agent/a7"`) {
 				t.Fatalf("VerifyBundle error = %v, want ErrBadSignature naming the signer", err)
 			}
-			if _, err := AttachSigner(entry, seed, SignerInfo{ID: "x", PublicKey: otherDER, Signature: sig}); !errors.Is(err, ErrBadSignature) {
+			if _, err := AttachSigner([]SignedLine{{Line: entry, Seed: seed}}, "x", otherDER, sig); !errors.Is(err, ErrBadSignature) {
 				t.Fatalf("AttachSigner accepted a bad signature: %v", err)
 			}
 		})
 	}
 	// The signer's own entry may not carry signer.* fields.
-	if _, err := Sign(mustCommit(t, good, seed), key); !errors.Is(err, ErrMalformed) {
+	if _, err := SignBatch([][]byte{mustCommit(t, good, seed)}, key); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("Sign of an entry with signer.* fields: %v", err)
 	}
-	if _, err := AttachSigner(good, seed, SignerInfo{ID: "x"}); !errors.Is(err, ErrMalformed) {
+	if _, err := AttachSigner([]SignedLine{{Line: good, Seed: seed}}, "x", nil, nil); !errors.Is(err, ErrMalformed) {
 		t.Fatalf("AttachSigner twice: %v", err)
 	}
 }
@@ -354,7 +371,7 @@ func TestAttachSignerShape(t *testing.T) {
 			t.Fatalf("AttachSigner(%q) = %q: %v", line, out, err)
 		}
 		trailing := line[len(strings.TrimRight(line, " \n")):]
-		if !strings.HasSuffix(string(out), `"}}`+trailing) || !slices.ContainsFunc(fs, func(f Field) bool { return f.Name == "signer.signature" }) {
+		if !strings.HasSuffix(string(out), `]}}`+trailing) || !slices.ContainsFunc(fs, func(f Field) bool { return f.Name == "signer.signature" }) {
 			t.Fatalf("AttachSigner(%q) = %q", line, out)
 		}
 	}
@@ -451,4 +468,74 @@ func TestDocExample(t *testing.T) {
 	if hex.EncodeToString(leaf) != want {
 		t.Fatalf("doc example leaf = %x", leaf)
 	}
+}
+
+// Entries signed together each verify alone, through their own proof; an
+// entry cannot borrow another's place in the batch.
+func TestSignedBatch(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	id := "spiffe://edge.example/zone/z/agent/a1"
+	for _, n := range []int{1, 2, 3, 7, 16} {
+		lines, seeds := make([][]byte, n), make([][]byte, n)
+		for i := range n {
+			lines[i] = fmt.Appendf(nil, `{"seq":%d,"type":"agent-read","request":{"path":"secret/data/k%d"}}`, i+1, i)
+			seeds[i] = testSeed(byte(100 + i))
+		}
+		signed := signedBatch(t, lines, seeds, key, id)
+		f := &fixture{log: newTestLog(t, "example.com/edgevault/audit")}
+		for i, l := range signed {
+			f.log.append(mustCommit(t, l, seeds[i]))
+			f.lines, f.seeds = append(f.lines, l), append(f.seeds, seeds[i])
+		}
+		for i := range n {
+			v, err := VerifyBundle(f.bundle(t, i, "seq"), f.log.verifier())
+			if err != nil || v.Signer == nil || v.Signer.BatchSize != uint64(n) || v.Signer.BatchIndex != uint64(i) {
+				t.Fatalf("n=%d entry %d: %v %+v", n, i, err, v)
+			}
+		}
+		if n < 2 {
+			continue
+		}
+		// Entry 0 claiming entry 1's place (index and proof) in the batch.
+		swapped := bytes.Replace(signed[0], []byte(`"batch_index":0`), []byte(`"batch_index":1`), 1)
+		p0, p1 := proofText(t, signed[0]), proofText(t, signed[1])
+		swapped = bytes.Replace(swapped, p0, p1, 1)
+		g := newFixture(t, swapped)
+		_, err := VerifyBundle(g.bundle(t, 2, "seq"), g.log.verifier())
+		if !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("n=%d: entry with another's batch place: %v, want ErrBadSignature", n, err)
+		}
+		// A batch verifies only whole and in order.
+		entries := []SignedLine{{Line: lines[1], Seed: seeds[1]}, {Line: lines[0], Seed: seeds[0]}}
+		sig := signerValue(t, signed[0], "signer.signature")
+		der, _ := x509.MarshalPKIXPublicKey(key.Public())
+		if _, err := AttachSigner(entries, id, der, sig); !errors.Is(err, ErrBadSignature) {
+			t.Fatalf("n=%d: reordered batch accepted: %v", n, err)
+		}
+	}
+}
+
+func proofText(t *testing.T, line []byte) []byte {
+	t.Helper()
+	i := bytes.Index(line, []byte(`"batch_proof":`))
+	if i < 0 {
+		t.Fatalf("no batch_proof in %s", line)
+	}
+	j := bytes.IndexByte(line[i:], ']')
+	return line[i : i+j+1]
+}
+
+func signerValue(t *testing.T, line []byte, name string) []byte {
+	t.Helper()
+	for _, f := range mustFields(t, line) {
+		if f.Name == name {
+			var b []byte
+			if err := json.Unmarshal(f.Value, &b); err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+	}
+	t.Fatalf("no %s in %s", name, line)
+	return nil
 }

@@ -216,9 +216,6 @@ func FuzzParseLeaf(f *testing.F) {
 		if !bytes.Equal(again, leaf) {
 			t.Fatalf("leaf encoding is not canonical: %x re-encodes as %x", leaf, again)
 		}
-		if _, err := SignedPart(leaf); err != nil {
-			t.Fatalf("SignedPart of a valid leaf: %v", err)
-		}
 	})
 }
 
