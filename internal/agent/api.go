@@ -191,7 +191,7 @@ func (h *localAPI) kvRead(w http.ResponseWriter, r *http.Request, mount, kind, k
 	ae := newEntry(r, appendRequestID(id[:0]), online)
 	ae.version = version
 	status := http.StatusOK
-	if kind == "data" && (e.Destroyed || (!e.DeletionTime.IsZero() && !e.DeletionTime.After(h.a.clock()))) {
+	if kind == "data" && (e.Destroyed || (!e.DeletionTime.IsZero() && !e.DeletionTime.After(h.a.serverNow()))) {
 		status = http.StatusNotFound // Vault answers a deleted version 404, with its metadata
 	}
 	bp, _ := h.bufs.Get().(*[]byte)

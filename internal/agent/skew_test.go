@@ -185,20 +185,10 @@ func testClockSkew(t *testing.T, skew time.Duration) {
 	waitFor(t, "app/db v3", func() bool { p, _ := readPassword(local, "app/db", 0); return p == "v3" })
 }
 
-// knownBug skips a test that fails because of a bug reported but not yet
-// fixed, unless EDGEVAULT_KNOWN_BUGS is set. Remove the call with the fix.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("EDGEVAULT_KNOWN_BUGS") == "" {
-		t.Skip("known bug, not fixed yet (set EDGEVAULT_KNOWN_BUGS=1 to run): " + what)
-	}
-}
-
 // A version deleted on the server is never served by the agent, although
 // the deletion_time the server wrote is on the server's clock and the
 // agent's clock may be behind it (by 5 min, or by a mere second).
 func TestAgentDropsAVersionDeletedOnASkewedServer(t *testing.T) {
-	knownBug(t, "agent/sync.go prune compares the server's deletion_time with the agent's clock")
 	for _, skew := range []time.Duration{5 * time.Minute, -time.Second, -5 * time.Minute} {
 		t.Run(skew.String(), func(t *testing.T) {
 			cp := startControlPlane(t, "1h")

@@ -271,7 +271,13 @@ func (a *applier) opsFor(ev *syncproto.Event, ops []cache.Op) []cache.Op {
 		if t := bytes.TrimLeft(ev.Metadata, " \t\r\n"); len(t) > 0 && t[0] == '{' && json.Unmarshal(ev.Metadata, &pm) == nil {
 			ops = append(ops, cache.Op{Kind: cache.OpUpsert, Path: metaPath(p), Version: ev.Version,
 				Data: ev.Metadata, Metadata: emptyObject, MaxStale: ev.MaxStale})
-			ops = a.prune(p, ev.Version, pm, ops)
+			// Deletion times are on the server's clock: judge them by the
+			// event's, not by the agent's (which may be behind).
+			at := ev.Time
+			if at.IsZero() {
+				at = a.now()
+			}
+			ops = a.prune(p, ev.Version, pm, at, ops)
 		}
 		return ops
 	case syncproto.Delete:
@@ -297,9 +303,10 @@ func (a *applier) opsFor(ev *syncproto.Event, ops []cache.Op) []cache.Op {
 }
 
 // prune drops cached versions of p that the server no longer lists
-// (removed by max_versions or a metadata delete), so the cache does not
-// grow with every write.
-func (a *applier) prune(p string, current int, pm pathMetadata, ops []cache.Op) []cache.Op {
+// (removed by max_versions or a metadata delete) or lists as deleted at
+// time at, so the cache does not grow with every write and never serves a
+// deleted version.
+func (a *applier) prune(p string, current int, pm pathMetadata, at time.Time, ops []cache.Op) []cache.Op {
 	if pm.Versions == nil {
 		return ops
 	}
@@ -312,7 +319,7 @@ func (a *applier) prune(p string, current int, pm pathMetadata, ops []cache.Op) 
 		if v.Version == current {
 			continue
 		}
-		if !listed || versionGone(raw, a.now()) {
+		if !listed || versionGone(raw, at) {
 			ops = append(ops, cache.Op{Kind: cache.OpDeleteVersion, Path: p, Version: v.Version})
 		}
 	}
