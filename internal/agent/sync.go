@@ -128,8 +128,8 @@ const (
 	releaseEvery   = 4096
 	releaseIdle    = 250 * time.Millisecond
 	releaseIdleMin = 64
-	budgetMin      = 4 << 20
-	budgetFraction = 8 // headroom = footprint / budgetFraction
+	budgetMin      = 2 << 20
+	budgetFraction = 16 // headroom = footprint / budgetFraction
 	// entryOverhead is the index's memory per cached version besides its
 	// data and metadata (map slot, path, entry structs), about 200 bytes.
 	entryOverhead = 256
