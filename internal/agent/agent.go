@@ -25,6 +25,8 @@ import (
 
 	"github.com/edgevault/edgevault/internal/agent/cache"
 	"github.com/edgevault/edgevault/internal/agent/cache/keyfile"
+	"github.com/edgevault/edgevault/internal/agent/cache/tpmkey"
+	"github.com/edgevault/edgevault/internal/tpmdev"
 	"github.com/edgevault/edgevault/internal/syncproto"
 )
 
@@ -82,6 +84,9 @@ type agent struct {
 	attest attestor
 	roots  *x509.CertPool // nil: system roots
 	audit  *auditTrail
+	tpm    *tpmAttestor // nil without a TPM
+	// renewNow asks the renewal loop to renew (and so re-attest) at once.
+	renewNow chan struct{}
 
 	id     atomic.Pointer[identity]
 	online atomic.Bool
@@ -116,9 +121,28 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	a := &agent{cfg: cfg, log: cfg.logger(), clock: cfg.clock(), attest: joinToken(cfg.JoinToken)}
+	a := &agent{cfg: cfg, log: cfg.logger(), clock: cfg.clock(), attest: joinToken(cfg.JoinToken), renewNow: make(chan struct{}, 1)}
 	if err := prepareDir(cfg.StateDir); err != nil {
 		return err
+	}
+	var kp cache.KeyProtector
+	if cfg.TPM != "" {
+		dev, err := tpmdev.Open(cfg.TPM)
+		if err != nil {
+			return fmt.Errorf("agent: TPM %s: %w", cfg.TPM, err)
+		}
+		defer dev.Close()
+		ta, err := newTPMAttestor(dev, cfg)
+		if err != nil {
+			return err
+		}
+		a.attest, a.tpm = ta, ta
+		kp = tpmkey.New(dev, sealPCRs)
+	} else {
+		var err error
+		if kp, err = keyfile.Open(filepath.Join(cfg.StateDir, cacheKeyFile)); err != nil {
+			return fmt.Errorf("agent: cache key: %w", err)
+		}
 	}
 	if cfg.ServerCA != "" {
 		pem, err := os.ReadFile(cfg.ServerCA)
@@ -139,7 +163,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if err != nil {
 		return err
 	}
-	if a.cache, err = openCache(cfg, a.log, a.clock); err != nil {
+	if a.cache, err = openCache(cfg, kp, a.log, a.clock); err != nil {
 		return err
 	}
 	defer a.cache.Close()
@@ -283,14 +307,14 @@ func loadToken(file string) (string, error) {
 
 // openCache opens the cache. A corrupted file, or one whose key the key
 // file no longer unwraps, is removed: the agent re-syncs from scratch.
-func openCache(cfg Config, log *slog.Logger, clock func() time.Time) (*cache.Cache, error) {
-	kp, err := keyfile.Open(filepath.Join(cfg.StateDir, cacheKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("agent: cache key: %w", err)
-	}
+func openCache(cfg Config, kp cache.KeyProtector, log *slog.Logger, clock func() time.Time) (*cache.Cache, error) {
 	file := filepath.Join(cfg.StateDir, cacheFile)
 	opts := cache.Options{Zone: cfg.Zone, Clock: clock, Logger: log}
 	c, err := cache.Open(file, kp, opts)
+	if errors.Is(err, tpmdev.ErrPCRMismatch) || errors.Is(err, tpmdev.ErrOtherTPM) {
+		log.Error("agent cache sealed to another TPM or another boot state: it is discarded and rebuilt once the agent "+
+			"has re-attested and re-synced", "file", file, "err", err)
+	}
 	if errors.Is(err, cache.ErrCorrupt) || errors.Is(err, cache.ErrKeyMismatch) {
 		log.Warn("agent cache unusable: removing it for a full resync", "file", file, "err", err)
 		if rerr := os.Remove(file); rerr != nil {
@@ -398,7 +422,15 @@ func (a *agent) control(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	ap := &applier{c: a.cache, log: a.log, clock: a.clock, budgetMemory: true}
+	ap := &applier{c: a.cache, log: a.log, clock: a.clock, budgetMemory: true, reattest: func(agentID string) {
+		if id := a.id.Load(); agentID != "" && (id == nil || id.agentID != agentID) {
+			return // for another agent of the zone
+		}
+		select {
+		case a.renewNow <- struct{}{}:
+		default:
+		}
+	}}
 	cl := &syncproto.Client{
 		URL:       strings.TrimSuffix(a.cfg.ServerAddr, "/") + syncproto.Path,
 		TLSConfig: a.tlsConfig(true),
@@ -467,7 +499,7 @@ func (a *agent) enroll(ctx context.Context) bool {
 }
 
 func (a *agent) enrollOnce(ctx context.Context, hc *http.Client, pending *identity) error {
-	body, err := a.attest.evidence(ctx, pending.key)
+	body, err := a.attest.enroll(ctx, hc, pending.key)
 	if err != nil {
 		return err
 	}
@@ -540,8 +572,10 @@ func (a *agent) renewLoop(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
+				continue
+			case <-a.renewNow:
+				a.log.Info("agent: the server asks for re-attestation: renewing now")
 			}
-			continue
 		}
 		if err := a.renew(ctx, hc); err != nil {
 			if a.serverNow().After(id.expiry()) {
@@ -577,7 +611,11 @@ func (a *agent) renew(ctx context.Context, hc *http.Client) error {
 	if err != nil {
 		return err
 	}
-	chain, date, err := postAttest(ctx, hc, a.cfg.ServerAddr, a.cfg.Zone, "renew", map[string]any{"public_key": pub})
+	body := map[string]any{"public_key": pub}
+	if err := a.attest.renew(ctx, hc, k, body); err != nil {
+		return err
+	}
+	chain, date, err := postAttest(ctx, hc, a.cfg.ServerAddr, a.cfg.Zone, "renew", body)
 	if err != nil {
 		return err
 	}

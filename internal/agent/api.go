@@ -286,6 +286,11 @@ type healthStatus struct {
 	CertExpiry    string `json:"cert_expiry"`
 	CachedEntries int    `json:"cached_entries"`
 	Attestation   string `json:"attestation"`
+	// EKHash, LastQuote and PCRDigest describe the agent's TPM and its last
+	// quote (empty without a TPM).
+	EKHash    string `json:"ek_hash,omitempty"`
+	LastQuote string `json:"last_quote,omitempty"`
+	PCRDigest string `json:"pcr_digest,omitempty"`
 	// AuditPending is how many audit entries wait in the spool for the server.
 	AuditPending int64 `json:"audit_pending"`
 	// AuditError is the last failure to forward them ("" if none since).
@@ -304,6 +309,12 @@ func (h *localAPI) health(w http.ResponseWriter) {
 		AuditUnrecorded: a.audit.skipped.Load()}
 	if e := a.audit.lastErr.Load(); e != nil {
 		hs.AuditError = *e
+	}
+	if a.tpm != nil {
+		hs.EKHash = a.tpm.ekHash
+		if q := a.tpm.last.Load(); q != nil {
+			hs.LastQuote, hs.PCRDigest = q.at.UTC().Format(time.RFC3339), q.pcrDigest
+		}
 	}
 	if id != nil {
 		hs.AgentID, hs.SPIFFEID = id.agentID, id.spiffeID

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/internal/agent/cache"
+	"github.com/edgevault/edgevault/internal/agent/cache/keyfile"
 	"github.com/edgevault/edgevault/internal/syncproto"
 )
 
@@ -148,7 +149,11 @@ func BenchmarkStart10k(b *testing.B) {
 	if err := prepareDir(cfg.StateDir); err != nil {
 		b.Fatal(err)
 	}
-	c, err := openCache(cfg, slog.New(slog.DiscardHandler), time.Now)
+	kp, err := keyfile.Open(filepath.Join(cfg.StateDir, cacheKeyFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := openCache(cfg, kp, slog.New(slog.DiscardHandler), time.Now)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -39,6 +39,10 @@ type Config struct {
 	// Clock returns the current time for staleness and certificate renewal;
 	// nil means time.Now.
 	Clock func() time.Time
+	// TPM is the TPM 2.0 to attest with and seal the cache key to
+	// (tpmdev.Open: "/dev/tpmrm0", "tcp://127.0.0.1:2321",
+	// "unix:///run/swtpm.sock"); "" means none: a join token, a key file.
+	TPM string
 }
 
 // Info describes a running agent, as Run reports it to its ready callback.

@@ -230,13 +230,15 @@ func publicKeyField(key *ecdsa.PrivateKey) (string, error) {
 	}
 	return base64.StdEncoding.EncodeToString(der), nil
 }
-
-// attestor supplies the evidence of an enrollment request. The join token
-// is the only one now; a TPM attestor (a quote over the new key) slots in
-// here.
+// attestor proves the agent's identity to the server: at enrollment, and
+// again at each renewal for attestors with hardware behind them.
 type attestor interface {
-	// evidence returns the fields added to the enroll request for key.
-	evidence(ctx context.Context, key *ecdsa.PrivateKey) (map[string]any, error)
+	// enroll returns the fields of the enroll request for key, after the
+	// round trips it needs (hc: no client certificate).
+	enroll(ctx context.Context, hc *http.Client, key *ecdsa.PrivateKey) (map[string]any, error)
+	// renew adds what a renewal for key needs to body (hc presents the
+	// current certificate).
+	renew(ctx context.Context, hc *http.Client, key *ecdsa.PrivateKey, body map[string]any) error
 	// strength says, for sys/health, how much the evidence proves.
 	strength() string
 }
@@ -244,12 +246,14 @@ type attestor interface {
 // joinToken is the weak attestor: holding the token is the whole proof.
 type joinToken string
 
-func (t joinToken) evidence(context.Context, *ecdsa.PrivateKey) (map[string]any, error) {
+func (t joinToken) enroll(context.Context, *http.Client, *ecdsa.PrivateKey) (map[string]any, error) {
 	if t == "" {
 		return nil, ErrNoJoinToken
 	}
 	return map[string]any{"join_token": string(t)}, nil
 }
+
+func (joinToken) renew(context.Context, *http.Client, *ecdsa.PrivateKey, map[string]any) error { return nil }
 
 func (joinToken) strength() string { return "join token (weak)" }
 
@@ -266,49 +270,13 @@ type enrollment struct {
 // returns the issued chain (DER, leaf first) and the server's clock (its
 // answer's Date; zero without one).
 func postAttest(ctx context.Context, hc *http.Client, server, zone, op string, body map[string]any) ([][]byte, time.Time, error) {
-	chain, resp, err := postAttestChain(ctx, hc, server, zone, op, body)
+	var data enrollment
+	resp, err := postAttestAPI(ctx, hc, server, zone, op, body, &data)
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	date, _ := http.ParseTime(resp.Header.Get("Date"))
-	return chain, date, nil
-}
-
-func postAttestChain(ctx context.Context, hc *http.Client, server, zone, op string, body map[string]any) ([][]byte, *http.Response, error) {
-	raw, err := json.Marshal(body)
-	if err != nil {
-		return nil, nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(server, "/")+"/v1/auth/attest/"+op, bytes.NewReader(raw))
-	if err != nil {
-		return nil, nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Vault-Namespace", zone)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", op, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: read the response: %w", op, err)
-	}
-	var env struct {
-		Data   *enrollment `json:"data"`
-		Errors []string    `json:"errors"`
-	}
-	if err := json.Unmarshal(out, &env); err != nil {
-		return nil, nil, fmt.Errorf("%s: %s: the response is not JSON: %w", op, resp.Status, err)
-	}
-	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
-		return nil, nil, fmt.Errorf("%w: %s: %s: %s", ErrEnroll, op, resp.Status, strings.Join(env.Errors, "; "))
-	}
-	if resp.StatusCode != http.StatusOK || env.Data == nil {
-		return nil, nil, fmt.Errorf("%s: %s: %s", op, resp.Status, strings.Join(env.Errors, "; "))
-	}
 	var chain [][]byte
-	for rest := []byte(env.Data.CertificateChain); ; {
+	for rest := []byte(data.CertificateChain); ; {
 		var blk *pem.Block
 		if blk, rest = pem.Decode(rest); blk == nil {
 			break
@@ -318,7 +286,50 @@ func postAttestChain(ctx context.Context, hc *http.Client, server, zone, op stri
 		}
 	}
 	if len(chain) == 0 {
-		return nil, nil, fmt.Errorf("%s: the response holds no certificate chain", op)
+		return nil, time.Time{}, fmt.Errorf("%s: the response holds no certificate chain", op)
 	}
-	return chain, resp, nil
+	date, _ := http.ParseTime(resp.Header.Get("Date"))
+	return chain, date, nil
+}
+
+// postAttestAPI sends POST /v1/auth/attest/<op> with body to the server in
+// zone and decodes the answer's data into out. A 4xx is ErrEnroll with
+// the server's reasons.
+func postAttestAPI(ctx context.Context, hc *http.Client, server, zone, op string, body map[string]any, out any) (*http.Response, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(server, "/")+"/v1/auth/attest/"+op, bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Vault-Namespace", zone)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	text, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("%s: read the response: %w", op, err)
+	}
+	var env struct {
+		Data   json.RawMessage `json:"data"`
+		Errors []string        `json:"errors"`
+	}
+	if err := json.Unmarshal(text, &env); err != nil {
+		return nil, fmt.Errorf("%s: %s: the response is not JSON: %w", op, resp.Status, err)
+	}
+	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+		return nil, fmt.Errorf("%w: %s: %s: %s", ErrEnroll, op, resp.Status, strings.Join(env.Errors, "; "))
+	}
+	if resp.StatusCode != http.StatusOK || len(env.Data) == 0 || string(env.Data) == "null" {
+		return nil, fmt.Errorf("%s: %s: %s", op, resp.Status, strings.Join(env.Errors, "; "))
+	}
+	if err := json.Unmarshal(env.Data, out); err != nil {
+		return nil, fmt.Errorf("%s: the response's data: %w", op, err)
+	}
+	return resp, nil
 }

@@ -85,6 +85,9 @@ type applier struct {
 	// process should: the limit is process state, and tests or tools
 	// applying events in a shared process would have their heap limited.
 	budgetMemory bool
+	// reattest is called for a re-attestation request naming an agent ID
+	// ("" for every agent of the zone).
+	reattest func(agentID string)
 
 	mu sync.Mutex // guards the fields below; the idle timer runs on its own goroutine
 	// applied counts events since the agent last gave memory back.
@@ -297,7 +300,9 @@ func (a *applier) opsFor(ev *syncproto.Event, ops []cache.Op) []cache.Op {
 		}
 		return ops
 	case syncproto.Reattest:
-		a.log.Warn("sync: the server asks for re-attestation, which this agent's join-token attestor cannot give", "seq", ev.Seq)
+		if a.reattest != nil {
+			a.reattest(ev.Path)
+		}
 	}
 	return ops
 }

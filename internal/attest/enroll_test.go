@@ -395,7 +395,7 @@ func TestQuarantineRevokeDelete(t *testing.T) {
 		if _, err := e.svc.Authorize(ctx, chain, t0); !errors.Is(err, attest.ErrAgentQuarantined) {
 			t.Fatalf("quarantined: %v", err)
 		}
-		if _, err := e.svc.Renew(ctx, chain, &newKey(t).PublicKey, t0); !errors.Is(err, attest.ErrAgentQuarantined) {
+		if _, err := e.svc.Renew(ctx, chain, &newKey(t).PublicKey, t0, nil); !errors.Is(err, attest.ErrAgentQuarantined) {
 			t.Fatalf("renew while quarantined: %v", err)
 		}
 		a, err := reg.SetStatus(ctx, "east", id, attest.StatusActive, "", t0)
@@ -491,7 +491,7 @@ func TestRenew(t *testing.T) {
 		old := []*x509.Certificate{en.Certificate}
 		k2 := newKey(t)
 		later := t0.Add(40 * time.Minute)
-		re, err := e.svc.Renew(ctx, old, &k2.PublicKey, later)
+		re, err := e.svc.Renew(ctx, old, &k2.PublicKey, later, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -503,7 +503,7 @@ func TestRenew(t *testing.T) {
 		}
 		// The answer to the renewal was lost: the old certificate may renew
 		// again while the new one is unused...
-		re, err = e.svc.Renew(ctx, old, &k2.PublicKey, later)
+		re, err = e.svc.Renew(ctx, old, &k2.PublicKey, later, nil)
 		if err != nil {
 			t.Fatalf("renew again with the old cert before the new one is used: %v", err)
 		}
@@ -511,12 +511,12 @@ func TestRenew(t *testing.T) {
 			t.Fatal(err)
 		}
 		// ...and not once the new one was used.
-		if _, err := e.svc.Renew(ctx, old, &k2.PublicKey, later); !errors.Is(err, attest.ErrCertSuperseded) {
+		if _, err := e.svc.Renew(ctx, old, &k2.PublicKey, later, nil); !errors.Is(err, attest.ErrCertSuperseded) {
 			t.Fatalf("renew with the old cert after the new one was used: %v", err)
 		}
 		// Expired while cut off: renewable within the grace (30 days)...
 		back := later.Add(3 * 24 * time.Hour)
-		re2, err := e.svc.Renew(ctx, []*x509.Certificate{re.Certificate}, &k2.PublicKey, back)
+		re2, err := e.svc.Renew(ctx, []*x509.Certificate{re.Certificate}, &k2.PublicKey, back, nil)
 		if err != nil {
 			t.Fatalf("renew 3 days after expiry: %v", err)
 		}
@@ -524,7 +524,7 @@ func TestRenew(t *testing.T) {
 			t.Fatalf("renewed after expiry until %s", re2.Certificate.NotAfter)
 		}
 		// ...not beyond it.
-		if _, err := e.svc.Renew(ctx, []*x509.Certificate{re2.Certificate}, &k2.PublicKey, back.Add(31*24*time.Hour)); !errors.Is(err, attest.ErrCertExpired) {
+		if _, err := e.svc.Renew(ctx, []*x509.Certificate{re2.Certificate}, &k2.PublicKey, back.Add(31*24*time.Hour), nil); !errors.Is(err, attest.ErrCertExpired) {
 			t.Fatalf("renew 31 days after expiry: %v", err)
 		}
 	})

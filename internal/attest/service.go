@@ -395,10 +395,17 @@ func (s *Service) authorize(ctx context.Context, chain []*x509.Certificate, now 
 	return a, nil
 }
 
+// Reattest verifies an agent's fresh evidence at renewal and returns the
+// claims to record (they replace the agent's claims of the same names).
+// An error is a failed re-attestation: the agent is quarantined.
+type Reattest func(ctx context.Context, a Agent) (map[string]string, error)
+
 // Renew issues a fresh certificate for pub to the agent holding chain,
 // after Authorize accepts chain at now. The old certificate is superseded:
-// Authorize refuses it from then on.
-func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, pub crypto.PublicKey, now time.Time) (Enrollment, error) {
+// Authorize refuses it from then on. An agent admitted with hardware
+// evidence (MethodTPM) must re-attest: reattest checks its fresh evidence,
+// and a failure quarantines it, with the reason, before the error returns.
+func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, pub crypto.PublicKey, now time.Time, reattest Reattest) (Enrollment, error) {
 	fail := func(err error) (Enrollment, error) {
 		return Enrollment{}, fmt.Errorf("attest: renew: %w", err)
 	}
@@ -424,6 +431,20 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, pub cryp
 	if err != nil {
 		return fail(err)
 	}
+	var claims map[string]string
+	switch {
+	case reattest != nil:
+		if claims, err = reattest(ctx, a); err != nil {
+			err = fmt.Errorf("%w: re-attestation failed: %w", ErrAttestation, err)
+			if _, qerr := s.agents.SetStatus(context.WithoutCancel(ctx), a.Zone, a.ID, StatusQuarantined, err.Error(), now); qerr != nil {
+				s.log.Error("attest: quarantine after a failed re-attestation", "zone", a.Zone, "agent", a.ID, "err", qerr)
+			}
+			s.log.Warn("attest: re-attestation failed; agent quarantined", "zone", a.Zone, "agent", a.ID, "err", err)
+			return fail(fmt.Errorf("%w; agent quarantined", err))
+		}
+	case a.Method == MethodTPM:
+		return fail(fmt.Errorf("%w: agent %q was admitted with TPM evidence and renews only with a fresh quote", ErrAttestation, a.ID))
+	}
 	var cert *x509.Certificate
 	presented := serialHex(chain[0])
 	a, err = s.agents.Update(ctx, a.Zone, a.ID, func(cur *Agent) error {
@@ -444,6 +465,13 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, pub cryp
 		cert = c
 		cur.CertSerial, cur.CertNotAfter = serialHex(c), c.NotAfter
 		cur.LastSeen = now.UTC().Round(0)
+		if len(claims) > 0 {
+			cur.Claims = maps.Clone(cur.Claims)
+			if cur.Claims == nil {
+				cur.Claims = map[string]string{}
+			}
+			maps.Copy(cur.Claims, claims)
+		}
 		return nil
 	})
 	if err != nil {

@@ -38,7 +38,7 @@ func agentConfig(e *env, path string) (agent.Config, string, error) {
 		tok = strings.TrimSpace(string(raw))
 	}
 	return agent.Config{ServerAddr: fc.ServerAddress, ServerCA: fc.ServerCACert, Zone: fc.Zone, JoinToken: tok,
-		StateDir: fc.StateDir, Listen: fc.Listen, Socket: fc.Socket}, fc.LogLevel, nil
+		StateDir: fc.StateDir, Listen: fc.Listen, Socket: fc.Socket, TPM: fc.TPMDevice}, fc.LogLevel, nil
 }
 
 // runAgent runs the agent until SIGINT/SIGTERM.

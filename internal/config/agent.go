@@ -33,6 +33,10 @@ type Agent struct {
 	Socket string
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
+	// TPMDevice is the TPM 2.0 the agent attests with and seals its cache
+	// key to: "/dev/tpmrm0", "tcp://127.0.0.1:2321" or "unix:///run/swtpm.sock"
+	// (a software TPM). Empty: no TPM (join token, key file).
+	TPMDevice string
 }
 
 // LoadAgent reads and validates an agent configuration file.
@@ -56,6 +60,7 @@ func LoadAgent(path string) (Agent, error) {
 //	state_dir       = "/var/lib/edgevault-agent"
 //	listener "tcp"  { address = "127.0.0.1:8100" }
 //	listener "unix" { path = "/run/edgevault-agent.sock" }
+//	tpm { device = "/dev/tpmrm0" }                  # hardware attestation, cache key sealed to the TPM
 func ParseAgent(text string) (Agent, error) {
 	root, err := hcl.Parse(text)
 	if err != nil {
@@ -82,6 +87,17 @@ func ParseAgent(text string) (Agent, error) {
 			if err := decodeBody(obj.List, "server", map[string]any{"address": &a.ServerAddress, "ca_cert": &a.ServerCACert}); err != nil {
 				return Agent{}, err
 			}
+		case "tpm":
+			obj, ok := item.Val.(*ast.ObjectType)
+			if !ok || len(item.Keys) != 1 {
+				return Agent{}, errors.New(`tpm: expected a block, as in tpm { device = "/dev/tpmrm0" }`)
+			}
+			if err := decodeBody(obj.List, "tpm", map[string]any{"device": &a.TPMDevice}); err != nil {
+				return Agent{}, err
+			}
+			if a.TPMDevice == "" {
+				return Agent{}, errors.New(`tpm: device is required, e.g. "/dev/tpmrm0", "tcp://127.0.0.1:2321" or "unix:///run/swtpm.sock"`)
+			}
 		case "listener":
 			typ, body, err := block(item, key)
 			if err != nil {
@@ -106,7 +122,7 @@ func ParseAgent(text string) (Agent, error) {
 		case "join_token":
 			return Agent{}, errors.New("join_token: a join token must not be written in the configuration file; use join_token_file or EDGEVAULT_JOIN_TOKEN")
 		default:
-			return Agent{}, fmt.Errorf("unknown setting %q (known: server, zone, join_token_file, state_dir, listener, log_level)", key)
+			return Agent{}, fmt.Errorf("unknown setting %q (known: server, zone, join_token_file, state_dir, listener, tpm, log_level)", key)
 		}
 	}
 	return a, a.Validate()

@@ -16,12 +16,13 @@ join_token_file = "/etc/ev/jt"
 state_dir = "/var/lib/ev-agent"
 listener "tcp" { address = "127.0.0.1:8100" }
 listener "unix" { path = "/run/ev.sock" }
+tpm { device = "/dev/tpmrm0" }
 `)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.ServerAddress != "https://127.0.0.1:8200" || a.ServerCACert != "/etc/ev/ca.pem" || a.Zone != "edge-1" ||
-		a.Listen != "127.0.0.1:8100" || a.Socket != "/run/ev.sock" || a.StateDir != "/var/lib/ev-agent" || a.JoinTokenFile != "/etc/ev/jt" {
+		a.Listen != "127.0.0.1:8100" || a.Socket != "/run/ev.sock" || a.StateDir != "/var/lib/ev-agent" || a.JoinTokenFile != "/etc/ev/jt" || a.TPMDevice != "/dev/tpmrm0" {
 		t.Fatalf("agent = %+v", a)
 	}
 	base := `server { address = "https://127.0.0.1:8200" }` + "\nzone = \"z\"\nstate_dir = \"/s\"\n"
@@ -33,6 +34,8 @@ listener "unix" { path = "/run/ev.sock" }
 		base + `listener "unix" { path = "rel.sock" }`:                                                    "must be absolute",
 		base + `listener "udp" {}`:                                                                        `listener "udp"`,
 		base + `join_token = "evjt.x"` + "\n" + `listener "unix" { path = "/a" }`:                         "must not be written",
+		base + `listener "unix" { path = "/a" }` + "\ntpm {}":                                             "tpm: device is required",
+		base + `listener "unix" { path = "/a" }` + "\ntpm { device = \"/d\" port = 1 }":                   `"port"`,
 		base + `color = "blue"`:                                                                           `unknown setting "color"`,
 		`server { address = "https://a:1" }` + "\nstate_dir=\"/s\"\n" + `listener "unix" { path = "/a" }`: "zone is required",
 	} {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/internal/attest"
+	"github.com/edgevault/edgevault/internal/attest/tpm"
 	"github.com/edgevault/edgevault/internal/attest/jointoken"
 	"github.com/edgevault/edgevault/internal/audit"
 	"github.com/edgevault/edgevault/internal/audit/leaf"
@@ -31,14 +32,17 @@ const DefaultTrustDomain = "edgevault.local"
 //	POST   auth/attest/join-token   {ttl, agent_id}     a single-use join token of the request's zone (sudo)
 //	POST   auth/attest/enroll       {join_token, public_key | csr}   no token: the join token is the credential
 //	POST   auth/attest/renew        {public_key | csr}  with the agent's client certificate (mTLS)
-//	LIST   sys/agents, GET/DELETE sys/agents/:id, POST/DELETE sys/agents/:id/quarantine
+//	LIST   sys/agents, GET/DELETE sys/agents/:id, POST/DELETE sys/agents/:id/quarantine, POST sys/agents/:id/reattest
 //	POST   sys/agents/audit         {spool, signature, entries: [{line, seed}]}   mTLS: the agent's entries, signed by batch
 //
 // Every one of them is audited like any request, refusals included.
 
 // unauthenticatedAuth are the auth paths served without a Vault token: their
 // credential is in the request (a join token, a client certificate).
-var unauthenticatedAuth = map[string]bool{"auth/attest/enroll": true, "auth/attest/renew": true, "sys/agents/audit": true}
+var unauthenticatedAuth = map[string]bool{
+	"auth/attest/enroll": true, "auth/attest/renew": true, "auth/attest/tpm/challenge": true, "auth/attest/renew/challenge": true,
+	"sys/agents/audit": true,
+}
 
 // serveAttest answers auth/attest/*.
 func serveAttest(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request) {
@@ -81,11 +85,30 @@ func serveAttest(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 			"join_token": tok, "id": info.ID, "zone": zoneLabel(c.zone), "expires_at": info.ExpiresAt.UTC().Format(time.RFC3339),
 			"agent_id": info.AgentID, "attestation": "join token (weak: no hardware evidence)",
 		}}, "token")
+	case "tpm/challenge", "renew/challenge":
+		var (
+			resp *logical.Response
+			err  error
+		)
+		if req.Path == "tpm/challenge" {
+			resp, err = s.tpmBegin(r.Context(), u, c, req, now)
+		} else {
+			resp, err = s.tpmReattestChallenge(r.Context(), u, c, r, now)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeResponse(w, resp, "token")
 	case "enroll", "renew":
 		var body struct {
-			JoinToken string `json:"join_token"`
-			PublicKey string `json:"public_key"` // base64 PKIX DER
-			CSR       string `json:"csr"`        // PEM
+			Method      string    `json:"method"` // "join-token" (default) or "tpm"
+			JoinToken   string    `json:"join_token"`
+			PublicKey   string    `json:"public_key"` // base64 PKIX DER
+			CSR         string    `json:"csr"`        // PEM
+			ChallengeID string    `json:"challenge_id"`
+			Secret      []byte    `json:"secret"` // base64: what TPM2_ActivateCredential released
+			Quote       *tpmQuote `json:"quote"`
 		}
 		if err := remarshal(req.Data, &body); err != nil {
 			s.writeError(w, r, err)
@@ -97,18 +120,45 @@ func serveAttest(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 			return
 		}
 		var e attest.Enrollment
-		if req.Path == "enroll" {
+		switch {
+		case req.Path == "enroll" && body.Method == attest.MethodTPM:
+			if body.ChallengeID == "" {
+				s.writeError(w, r, logical.InvalidRequest("challenge_id is required: start with auth/attest/tpm/challenge"))
+				return
+			}
+			var evidence []byte
+			if evidence, err = tpmEvidence(body.Secret, body.Quote, pub); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			e, err = u.attest.Admit(r.Context(), u.tpm, attest.Request{Zone: c.zone, Evidence: evidence, Challenge: body.ChallengeID, Now: now}, pub)
+		case req.Path == "enroll" && (body.Method == "" || body.Method == attest.MethodJoinToken):
 			if body.JoinToken == "" {
 				s.writeError(w, r, logical.InvalidRequest("join_token is required"))
 				return
 			}
 			e, err = u.attest.Enroll(r.Context(), c.zone, body.JoinToken, pub, now)
-		} else {
+		case req.Path == "enroll":
+			s.writeError(w, r, logical.InvalidRequest("method %q: expected %q or %q", body.Method, attest.MethodJoinToken, attest.MethodTPM))
+			return
+		default:
 			if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 				s.writeError(w, r, logical.InvalidRequest("renew needs the agent's current certificate as the TLS client certificate"))
 				return
 			}
-			e, err = u.attest.Renew(r.Context(), r.TLS.PeerCertificates, pub, now)
+			var reattest attest.Reattest
+			if body.ChallengeID != "" {
+				evidence, err := tpmEvidence(nil, body.Quote, pub)
+				if err != nil {
+					s.writeError(w, r, err)
+					return
+				}
+				reattest = s.tpmReattest(u, body.ChallengeID, evidence, now)
+			}
+			e, err = u.attest.Renew(r.Context(), r.TLS.PeerCertificates, pub, now, reattest)
+			if errors.Is(err, attest.ErrAttestation) && reattest != nil {
+				u.sync.Disconnect(c.zone, agentIDOf(r.TLS.PeerCertificates, u.attest.TrustDomain()))
+			}
 		}
 		if err != nil {
 			s.writeError(w, r, attestError(err))
@@ -161,7 +211,9 @@ func attestError(err error) error {
 		jointoken.ErrTokenNotYetValid, jointoken.ErrInvalidOptions, attest.ErrCertZone, attest.ErrCertExpired,
 		attest.ErrCertNotYetValid, attest.ErrCertInvalid, attest.ErrNoCA, attest.ErrAgentUnknown,
 		attest.ErrAgentQuarantined, attest.ErrAgentRevoked, attest.ErrCertSuperseded, attest.ErrInvalidAgentID,
-		attest.ErrInvalidKey, attest.ErrAttestation,
+		attest.ErrInvalidKey, attest.ErrAttestation, tpm.ErrNoPolicy, tpm.ErrInvalidPolicy, tpm.ErrEvidence,
+		tpm.ErrEKNotAllowed, tpm.ErrAKAttributes, tpm.ErrActivation, tpm.ErrNonce, tpm.ErrQuoteSignature,
+		tpm.ErrPCRSelection, tpm.ErrPCRValues,
 	} {
 		if errors.Is(err, e) {
 			return logical.InvalidRequest("%s", strings.TrimPrefix(err.Error(), "attest: "))
@@ -217,6 +269,21 @@ func serveAgents(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 		}
 		u.sync.Disconnect(c.zone, id) // its certificate is refused from now on
 		w.WriteHeader(http.StatusNoContent)
+	case id != "" && sub == "reattest" && (req.Operation == logical.UpdateOperation || req.Operation == logical.CreateOperation):
+		a, err := reg.Get(ctx, c.zone, id)
+		if err != nil {
+			s.writeError(w, r, agentLookupError(err, id))
+			return
+		}
+		if a.Method != attest.MethodTPM {
+			s.writeError(w, r, logical.InvalidRequest("agent %q was admitted with %s: it has no TPM to re-attest with", id, a.Method))
+			return
+		}
+		if err := s.requestReattest(u, c.zone, id); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeResponse(w, &logical.Response{Data: agentOutput(a, u.attest.TrustDomain())}, "system")
 	case id != "" && sub == "quarantine" && (req.Operation == logical.UpdateOperation || req.Operation == logical.CreateOperation || req.Operation == logical.DeleteOperation):
 		status, reason := attest.StatusQuarantined, ""
 		if v, ok := req.Data["reason"].(string); ok {
@@ -258,6 +325,9 @@ func agentOutput(a attest.Agent, td string) map[string]any {
 	}
 	if a.Method == attest.MethodJoinToken {
 		out["attestation_strength"] = string(a.Strength) + " (join token: no hardware evidence)"
+	}
+	if a.Method == attest.MethodTPM {
+		out["ek_hash"], out["last_quote"], out["pcr_digest"] = a.Claims["ek_hash"], a.Claims["quote_time"], a.Claims["pcr_digest"]
 	}
 	if !a.LastSeen.IsZero() {
 		out["last_seen"] = a.LastSeen.UTC().Format(time.RFC3339)

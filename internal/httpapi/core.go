@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/edgevault/edgevault/internal/attest"
+	"github.com/edgevault/edgevault/internal/attest/tpm"
 	"github.com/edgevault/edgevault/internal/audit"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/policy"
@@ -35,6 +36,7 @@ const (
 type unsealed struct {
 	audit   *audit.Broker     // every zone's requests are audited through it
 	attest  *attest.Service   // agent enrollment and the agent registry, every zone
+	tpm     *tpm.Attestor     // TPM 2.0 attestation, every zone with a policy
 	feed    *syncproto.Feed   // cacheable changes, per zone, for the agents
 	sync    *syncproto.Server // the agents' sync streams
 	changes chan kvChange     // committed KV changes waiting to be published
@@ -165,15 +167,11 @@ func (s *Server) loadCoreLocked(ctx context.Context) error {
 		}
 	}
 	u := &unsealed{audit: broker, root: root, zones: zones, bg: bg, stop: stop}
-	if u.attest, err = attest.New(attest.Config{TrustDomain: s.cfg.TrustDomain, Logger: s.log, Stores: func(zone string) (storage.Backend, error) {
-		if zone == "" {
-			return s.barrier, nil
-		}
-		if _, err := zones.Get(context.Background(), zone); err != nil {
-			return nil, err
-		}
-		return zones.Backend(zone)
-	}}); err != nil {
+	if u.attest, err = attest.New(attest.Config{TrustDomain: s.cfg.TrustDomain, Logger: s.log, Stores: s.zoneStores(u)}); err != nil {
+		stop()
+		return err
+	}
+	if u.tpm, err = tpm.New(tpm.Config{Policies: s.tpmPolicy(u), Stores: s.zoneStores(u)}); err != nil {
 		stop()
 		return err
 	}

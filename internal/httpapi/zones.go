@@ -38,6 +38,11 @@ func serveZones(s *Server, _ *core, w http.ResponseWriter, r *http.Request, req 
 		resp, err = s.zoneCRUD(ctx, u, name, req)
 	case action == "rotate" && isWrite(req.Operation):
 		resp, err = rotateZone(ctx, u, name)
+	case action == "attestation":
+		if name == "-" {
+			name = "" // the root zone
+		}
+		resp, err = s.zoneAttestation(ctx, u, name, req)
 	case action == "key-status" && req.Operation == logical.ReadOperation:
 		resp, err = zoneKeyStatus(ctx, u, name)
 	case action == "root-token" && isWrite(req.Operation):

@@ -381,7 +381,7 @@ func (c *Cache) initKeys(sb *bbolt.Bucket, kp KeyProtector) (fresh bool, err err
 	var key []byte
 	if blob := sb.Get(keyWrapped); blob != nil {
 		if key, err = kp.Unwrap(bytes.Clone(blob)); err != nil {
-			return false, fmt.Errorf("%w stored in %s (%v): the file was made under another key or its key record was altered; remove it to re-sync from scratch", ErrKeyMismatch, c.file, err)
+			return false, fmt.Errorf("%w stored in %s (%w): the file was made under another key or its key record was altered; remove it to re-sync from scratch", ErrKeyMismatch, c.file, err)
 		}
 		if len(key) != KeySize {
 			clear(key)
