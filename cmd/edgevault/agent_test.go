@@ -22,6 +22,8 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+
+	"github.com/edgevault/edgevault/internal/tpmdev/swtpmtest"
 )
 
 // selfSigned writes a loopback server certificate and key to dir.
@@ -86,7 +88,12 @@ type edgeRig struct {
 
 // newEdgeRig starts the server and an agent following it, with a policy
 // letting agents cache secret/data/app/*, and waits until the agent is online.
-func newEdgeRig(t testing.TB) *edgeRig {
+func newEdgeRig(t testing.TB) *edgeRig { return newEdgeRigWith(t, "") }
+
+// newEdgeRigWith is newEdgeRig; with tpm (a tpmdev spec) set, the agent
+// enrolls by TPM attestation instead of a join token, the zone's policy
+// allowing that TPM's endorsement key (read with "agent tpm-ek").
+func newEdgeRigWith(t testing.TB, tpm string) *edgeRig {
 	r := &edgeRig{bin: buildBinary(t), dir: t.TempDir()}
 	certFile, keyFile := selfSigned(t, r.dir)
 	r.addr, r.agentAddr = freeAddr(t), freeAddr(t)
@@ -139,15 +146,31 @@ func newEdgeRig(t testing.TB) *edgeRig {
 }`); err != nil {
 		t.Fatal(err)
 	}
-	jt, err := r.z.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": "node-a"})
-	if err != nil {
-		t.Fatal(err)
+	attestation := ""
+	if tpm == "" {
+		jt, err := r.z.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": "node-a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(r.dir, "jt"), jt.Data["join_token"].(string))
+		attestation = fmt.Sprintf("join_token_file = %q\n", filepath.Join(r.dir, "jt"))
+	} else {
+		out, err := exec.Command(r.bin, "agent", "tpm-ek", "-device", tpm, "-format", "json").Output()
+		var ek struct {
+			Hash string `json:"ek_hash"`
+		}
+		if err != nil || json.Unmarshal(out, &ek) != nil || ek.Hash == "" {
+			t.Fatalf("agent tpm-ek: %s %v", out, err)
+		}
+		if _, err := c.Logical().Write("sys/zones/edge/attestation", map[string]any{"ek_hashes": []string{ek.Hash}, "pcrs": []int{0, 1, 2, 3, 4, 5, 6, 7}}); err != nil {
+			t.Fatal(err)
+		}
+		attestation = fmt.Sprintf("tpm { device = %q }\n", tpm)
 	}
-	writeFile(t, filepath.Join(r.dir, "jt"), jt.Data["join_token"].(string))
 	r.agentCfg = filepath.Join(r.dir, "agent.hcl")
 	state := filepath.Join(r.dir, "agent-state")
-	writeFile(t, r.agentCfg, fmt.Sprintf("server {\n address = %q\n ca_cert = %q\n}\nzone = \"edge\"\njoin_token_file = %q\nstate_dir = %q\nlistener \"tcp\" { address = %q }\nlog_level = \"warn\"\n",
-		"https://"+r.addr, certFile, filepath.Join(r.dir, "jt"), state, r.agentAddr))
+	writeFile(t, r.agentCfg, fmt.Sprintf("server {\n address = %q\n ca_cert = %q\n}\nzone = \"edge\"\n%sstate_dir = %q\nlistener \"tcp\" { address = %q }\nlog_level = \"warn\"\n",
+		"https://"+r.addr, certFile, attestation, state, r.agentAddr))
 	r.startAgent(t)
 	waitFor(t, "the agent online", func() bool { return r.mode(t) == "online" })
 	raw, err := os.ReadFile(filepath.Join(state, "local-token"))
@@ -312,5 +335,39 @@ func TestAgentKeepsServingWhenTheServerDies(t *testing.T) {
 	}
 	if modes["degraded secret/data/app/db 200"] < 2 {
 		t.Fatalf("the degraded reads before and after the agent's kill -9: %v", modes)
+	}
+}
+
+// The server, swtpm and an agent as three processes: the agent proves its
+// TPM (no join token) and serves what it cached, also with the server gone.
+func TestAgentWithTPM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the real binary")
+	}
+	r := newEdgeRigWith(t, swtpmtest.Start(t, "tcp"))
+	if _, err := r.z.KVv2("secret").Put(t.Context(), "app/db", map[string]any{"password": "sealed"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the secret in the agent", func() bool {
+		code, _, body, _ := agentGet(t, r.agentAddr, r.tok, "secret/data/app/db")
+		return code == 200 && password(body) == "sealed"
+	})
+	_, _, h, _ := agentGet(t, r.agentAddr, "", "sys/health")
+	if h["attestation"] != "tpm (hardware)" || h["ek_hash"] == "" || h["pcr_digest"] == "" {
+		t.Fatalf("agent health: %v", h)
+	}
+	list, err := r.z.Logical().List("sys/agents")
+	if err != nil || list == nil || len(list.Data["keys"].([]any)) != 1 {
+		t.Fatalf("sys/agents: %v %v", list, err)
+	}
+	id := list.Data["keys"].([]any)[0].(string)
+	if info := list.Data["key_info"].(map[string]any)[id].(map[string]any); info["attestation_method"] != "tpm" || info["ek_hash"] != h["ek_hash"] {
+		t.Fatalf("registry: %v", info)
+	}
+	r.server.Process.Signal(syscall.SIGKILL)
+	r.server.Wait()
+	waitFor(t, "degraded", func() bool { return r.mode(t) == "degraded" })
+	if code, hdr, body, _ := agentGet(t, r.agentAddr, r.tok, "secret/data/app/db"); code != 200 || password(body) != "sealed" || hdr.Get("X-Edgevault-Stale") == "" {
+		t.Fatalf("degraded read: %d %v", code, body)
 	}
 }

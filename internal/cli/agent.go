@@ -13,7 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/edgevault/edgevault/internal/attest/tpm"
 	"github.com/edgevault/edgevault/internal/config"
+	"github.com/edgevault/edgevault/internal/tpmdev"
 )
 
 func newAgentCmd(e *env) *cobra.Command {
@@ -35,7 +37,9 @@ on auth/attest/join-token is needed to create join tokens.`,
 		newAgentStatusCmd(e, &cf, &zone, "quarantine", "Quarantine an agent: it is refused until released", true),
 		newAgentStatusCmd(e, &cf, &zone, "release", "Release a quarantined agent", false),
 		newAgentDeleteCmd(e, &cf, &zone),
+		newAgentReattestCmd(e, &cf, &zone),
 		newAgentLocalStatusCmd(e, &cf),
+		newAgentTPMEKCmd(e),
 	)
 	addClientFlags(cmd, &cf)
 	cmd.PersistentFlags().StringVar(&zone, "zone", "", "the agents' zone (same as -namespace)")
@@ -230,4 +234,56 @@ func newAgentDeleteCmd(e *env, cf *clientFlags, zone *string) *cobra.Command {
 			return c.success("Deleted agent %s", args[0])
 		},
 	}
+}
+
+func newAgentReattestCmd(e *env, cf *clientFlags, zone *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reattest -zone ZONE ID",
+		Short: "Ask a TPM-attested agent to re-attest now (a fresh quote; a failure quarantines it)",
+		Args:  argsBetween(1, 1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := agentConn(e, cf, *zone, nil)
+			if err != nil {
+				return err
+			}
+			if _, err := c.api.Logical().WriteWithContext(cmd.Context(), "sys/agents/"+args[0]+"/reattest", nil); err != nil {
+				return c.fail("reattest agent "+args[0], err)
+			}
+			return c.success("Agent %s: asked to re-attest over its sync stream", args[0])
+		},
+	}
+}
+
+func newAgentTPMEKCmd(e *env) *cobra.Command {
+	var device, format string
+	cmd := &cobra.Command{
+		Use:   "tpm-ek -device DEVICE",
+		Short: "Print a TPM's endorsement key hash (for a zone's attestation policy) and whether it has an EK certificate",
+		Args:  noArgs,
+		Example: `  edgevault agent tpm-ek -device /dev/tpmrm0
+  edgevault agent tpm-ek -device tcp://127.0.0.1:2321 -format json   # swtpm`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := tpmdev.Open(device)
+			if err != nil {
+				return hintError{fmt.Errorf("tpm-ek: %w", err), "-device is /dev/tpmrm0, tcp://HOST:PORT or unix:///PATH (a software TPM)"}
+			}
+			defer d.Close()
+			ek, cert, err := d.EK()
+			if err != nil {
+				return fmt.Errorf("tpm-ek: %w", err)
+			}
+			h, err := tpmdev.EKHash(ek)
+			if err != nil {
+				return fmt.Errorf("tpm-ek: %w", err)
+			}
+			out := map[string]any{"ek_hash": h, "ek_certificate": cert != nil, "agent_id": tpm.AgentID(h)}
+			if format == "json" {
+				return printJSON(e.stdout, out)
+			}
+			return printTable(e.stdout, mapRows(out))
+		},
+	}
+	cmd.Flags().StringVar(&device, "device", "/dev/tpmrm0", "the TPM: a device path, tcp://HOST:PORT or unix:///PATH")
+	cmd.Flags().StringVar(&format, "format", "table", "table or json")
+	return cmd
 }
