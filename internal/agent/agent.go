@@ -26,8 +26,8 @@ import (
 	"github.com/edgevault/edgevault/internal/agent/cache"
 	"github.com/edgevault/edgevault/internal/agent/cache/keyfile"
 	"github.com/edgevault/edgevault/internal/agent/cache/tpmkey"
-	"github.com/edgevault/edgevault/internal/tpmdev"
 	"github.com/edgevault/edgevault/internal/syncproto"
+	"github.com/edgevault/edgevault/internal/tpmdev"
 )
 
 // Files in StateDir (besides identityFile).

@@ -230,6 +230,7 @@ func publicKeyField(key *ecdsa.PrivateKey) (string, error) {
 	}
 	return base64.StdEncoding.EncodeToString(der), nil
 }
+
 // attestor proves the agent's identity to the server: at enrollment, and
 // again at each renewal for attestors with hardware behind them.
 type attestor interface {
@@ -253,7 +254,9 @@ func (t joinToken) enroll(context.Context, *http.Client, *ecdsa.PrivateKey) (map
 	return map[string]any{"join_token": string(t)}, nil
 }
 
-func (joinToken) renew(context.Context, *http.Client, *ecdsa.PrivateKey, map[string]any) error { return nil }
+func (joinToken) renew(context.Context, *http.Client, *ecdsa.PrivateKey, map[string]any) error {
+	return nil
+}
 
 func (joinToken) strength() string { return "join token (weak)" }
 

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/internal/attest"
-	"github.com/edgevault/edgevault/internal/attest/tpm"
 	"github.com/edgevault/edgevault/internal/attest/jointoken"
+	"github.com/edgevault/edgevault/internal/attest/tpm"
 	"github.com/edgevault/edgevault/internal/audit"
 	"github.com/edgevault/edgevault/internal/audit/leaf"
 	"github.com/edgevault/edgevault/internal/logical"
