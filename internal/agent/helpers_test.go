@@ -37,7 +37,7 @@ type controlPlane struct {
 	tokens sync.Map
 }
 
-func startControlPlane(t *testing.T, maxStale string) *controlPlane {
+func startControlPlane(t testing.TB, maxStale string) *controlPlane {
 	t.Helper()
 	srv, err := httpapi.New(httpapi.Config{Physical: inmem.New(), StorageType: "inmem", MaxRequestSize: 1 << 20})
 	if err != nil {
@@ -74,7 +74,7 @@ path "secret/data/app/*" {
 
 // start serves the control plane on addr ("127.0.0.1:0" or the address of
 // a stopped instance, to restart it).
-func (cp *controlPlane) start(t *testing.T, addr string) {
+func (cp *controlPlane) start(t testing.TB, addr string) {
 	t.Helper()
 	hts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if tok := r.Header.Get("X-Vault-Token"); tok != "" {
@@ -114,7 +114,7 @@ func (cp *controlPlane) stop() {
 	cp.hts.Close()
 }
 
-func (cp *controlPlane) client(t *testing.T, token string) *vault.Client {
+func (cp *controlPlane) client(t testing.TB, token string) *vault.Client {
 	t.Helper()
 	cfg := vault.DefaultConfig()
 	cfg.Address = cp.hts.URL
@@ -128,7 +128,7 @@ func (cp *controlPlane) client(t *testing.T, token string) *vault.Client {
 	return c
 }
 
-func (cp *controlPlane) joinToken(t *testing.T, agentID string) string {
+func (cp *controlPlane) joinToken(t testing.TB, agentID string) string {
 	t.Helper()
 	jt, err := cp.zone.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": agentID})
 	if err != nil {
@@ -137,7 +137,7 @@ func (cp *controlPlane) joinToken(t *testing.T, agentID string) string {
 	return jt.Data["join_token"].(string)
 }
 
-func (cp *controlPlane) put(t *testing.T, key string, data map[string]any) {
+func (cp *controlPlane) put(t testing.TB, key string, data map[string]any) {
 	t.Helper()
 	if _, err := cp.zone.KVv2("secret").Put(context.Background(), key, data); err != nil {
 		t.Fatal(err)
