@@ -85,6 +85,9 @@ type agent struct {
 	roots  *x509.CertPool // nil: system roots
 	audit  *auditTrail
 	tpm    *tpmAttestor // nil without a TPM
+	// reattestFirst: the cache was sealed to another TPM or boot state;
+	// the agent renews (re-attests) before it syncs again.
+	reattestFirst bool
 	// renewNow asks the renewal loop to renew (and so re-attest) at once.
 	renewNow chan struct{}
 
@@ -163,7 +166,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	if err != nil {
 		return err
 	}
-	if a.cache, err = openCache(cfg, kp, a.log, a.clock); err != nil {
+	if a.cache, a.reattestFirst, err = openCache(cfg, kp, a.log, a.clock); err != nil {
 		return err
 	}
 	defer a.cache.Close()
@@ -307,25 +310,29 @@ func loadToken(file string) (string, error) {
 
 // openCache opens the cache. A corrupted file, or one whose key the key
 // file no longer unwraps, is removed: the agent re-syncs from scratch.
-func openCache(cfg Config, kp cache.KeyProtector, log *slog.Logger, clock func() time.Time) (*cache.Cache, error) {
+// openCache opens the cache, replacing one that cannot be used; sealed
+// reports that it was sealed to another TPM or boot state (the agent must
+// re-attest before it syncs again).
+func openCache(cfg Config, kp cache.KeyProtector, log *slog.Logger, clock func() time.Time) (c *cache.Cache, sealed bool, err error) {
 	file := filepath.Join(cfg.StateDir, cacheFile)
 	opts := cache.Options{Zone: cfg.Zone, Clock: clock, Logger: log}
-	c, err := cache.Open(file, kp, opts)
+	c, err = cache.Open(file, kp, opts)
 	if errors.Is(err, tpmdev.ErrPCRMismatch) || errors.Is(err, tpmdev.ErrOtherTPM) {
+		sealed = true
 		log.Error("agent cache sealed to another TPM or another boot state: it is discarded and rebuilt once the agent "+
 			"has re-attested and re-synced", "file", file, "err", err)
 	}
 	if errors.Is(err, cache.ErrCorrupt) || errors.Is(err, cache.ErrKeyMismatch) {
 		log.Warn("agent cache unusable: removing it for a full resync", "file", file, "err", err)
 		if rerr := os.Remove(file); rerr != nil {
-			return nil, fmt.Errorf("agent: remove the unusable cache: %w (after %w)", rerr, err)
+			return nil, false, fmt.Errorf("agent: remove the unusable cache: %w (after %w)", rerr, err)
 		}
 		c, err = cache.Open(file, kp, opts)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("agent: %w", err)
+		return nil, false, fmt.Errorf("agent: %w", err)
 	}
-	return c, nil
+	return c, sealed, nil
 }
 
 // listenUnix listens on a unix socket (0600), replacing a stale socket
@@ -420,6 +427,9 @@ func (a *agent) control(ctx context.Context) {
 			return
 		}
 	}
+	if a.reattestFirst && !a.reattest(ctx) {
+		return
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ap := &applier{c: a.cache, log: a.log, clock: a.clock, budgetMemory: true, reattest: func(agentID string) {
@@ -452,6 +462,31 @@ func (a *agent) control(ctx context.Context) {
 	wg.Go(func() { a.renewLoop(ctx) })
 	<-ctx.Done()
 	a.online.Store(false)
+}
+
+// reattest renews — with a fresh quote — until it succeeds or the server
+// refuses (the agent stays isolated: a quarantine says why on the server).
+func (a *agent) reattest(ctx context.Context) bool {
+	hc := a.httpClient(true)
+	defer hc.CloseIdleConnections()
+	wait := minRetry
+	for {
+		err := a.renew(ctx, hc)
+		if err == nil {
+			return true
+		}
+		if errors.Is(err, ErrEnroll) {
+			a.log.Error("agent isolated: the server refused the re-attestation after the boot state or TPM changed", "err", err)
+			return false
+		}
+		a.log.Warn("agent: re-attestation failed; retrying", "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, maxRetry)
+	}
 }
 
 // enroll obtains the first certificate, retrying while the server is

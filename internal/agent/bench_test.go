@@ -153,7 +153,7 @@ func BenchmarkStart10k(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	c, err := openCache(cfg, kp, slog.New(slog.DiscardHandler), time.Now)
+	c, _, err := openCache(cfg, kp, slog.New(slog.DiscardHandler), time.Now)
 	if err != nil {
 		b.Fatal(err)
 	}

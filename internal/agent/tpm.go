@@ -32,6 +32,7 @@ type tpmAttestor struct {
 	dir          string // holds the AK's blob
 	server, zone string
 	ekHash       string // the EK's hash, as zone policies name it
+	clock        func() time.Time
 	last         atomic.Pointer[quoteStatus]
 }
 
@@ -45,7 +46,7 @@ func newTPMAttestor(dev *tpmdev.Device, cfg Config) (*tpmAttestor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: tpm: %w", err)
 	}
-	return &tpmAttestor{dev: dev, dir: cfg.StateDir, server: cfg.ServerAddr, zone: cfg.Zone, ekHash: h}, nil
+	return &tpmAttestor{dev: dev, dir: cfg.StateDir, server: cfg.ServerAddr, zone: cfg.Zone, ekHash: h, clock: cfg.clock()}, nil
 }
 
 // quoteStatus is what the agent shows of its last quote.
@@ -119,7 +120,7 @@ func (t *tpmAttestor) quote(key *ecdsa.PrivateKey, nonce []byte, pcrs []int) (ma
 		values[strconv.Itoa(i)] = q.PCRs[i]
 		h.Write(q.PCRs[i])
 	}
-	t.last.Store(&quoteStatus{pcrDigest: hex.EncodeToString(h.Sum(nil)), at: time.Now()})
+	t.last.Store(&quoteStatus{pcrDigest: hex.EncodeToString(h.Sum(nil)), at: t.clock()})
 	return map[string]any{"attest": q.Attest, "signature": q.Signature, "pcrs": values}, nil
 }
 

@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,9 +27,11 @@ func withTPM(t *testing.T, spec string, fn func(d *tpmdev.Device)) {
 }
 
 // An agent with a TPM (swtpm, a separate process) enrolls without a join
-// token by proving its TPM to the zone's policy, re-attests when the
-// server asks, and is quarantined when its boot state (a PCR) changed; its
-// cache, sealed to the TPM's PCRs, is discarded after that change.
+// token by proving its TPM to the zone's policy and re-attests when the
+// server asks. When its boot state (a PCR) changed, its cache, sealed to
+// the TPM's PCRs, cannot be opened: the agent discards it and re-attests
+// before syncing again — and is quarantined, the new PCR value not being
+// one the zone allows.
 func TestAgentTPMAttestation(t *testing.T) {
 	spec := swtpmtest.Start(t, "tcp")
 	var ekHash, pcr7 string
@@ -80,9 +85,14 @@ func TestAgentTPMAttestation(t *testing.T) {
 	if _, err := cp.zone.Logical().Write("sys/agents/"+wantID+"/reattest", nil); err != nil {
 		t.Fatal(err)
 	}
+	before, _ := os.ReadFile(filepath.Join(cfg.StateDir, identityFile))
 	waitFor(t, "a re-attested renewal", func() bool {
 		r, err := cp.zone.Logical().Read("sys/agents/" + wantID)
-		return err == nil && r.Data["cert_serial"] != serial && r.Data["status"] == "active"
+		return err == nil && r.Data["cert_serial"] != serial && r.Data["status"] == "active" && r.Data["reattest_by"] == nil
+	})
+	waitFor(t, "the agent to keep its new certificate", func() bool {
+		now, _ := os.ReadFile(filepath.Join(cfg.StateDir, identityFile))
+		return !bytes.Equal(now, before)
 	})
 
 	// The boot state changes (PCR 7 extended) while the agent is down.
@@ -99,10 +109,7 @@ func TestAgentTPMAttestation(t *testing.T) {
 	if !strings.Contains(logs.String(), "sealed to another TPM or another boot state") {
 		t.Fatalf("the agent did not say its cache was sealed to another boot state; log:\n%s", logs.String())
 	}
-	waitFor(t, "the agent online again", func() bool { _, h := health(t, ag.info); return h["mode"] == "online" })
-	if _, err := cp.zone.Logical().Write("sys/agents/"+wantID+"/reattest", nil); err != nil {
-		t.Fatal(err)
-	}
+	// It re-attests before syncing again: the quote shows the new PCR 7.
 	waitFor(t, "the agent quarantined", func() bool {
 		r, err := cp.zone.Logical().Read("sys/agents/" + wantID)
 		return err == nil && r.Data["status"] == "quarantined"

@@ -72,4 +72,8 @@ var (
 	// ErrAttestation is returned by attestors when evidence is refused for a
 	// reason other than the join token sentinels.
 	ErrAttestation = errors.New("attestation failed")
+	// ErrReattestFailed marks re-attestation evidence that speaks against
+	// the agent (a wrong quote, PCR values outside the policy, an EK no
+	// longer allowed): the agent is quarantined.
+	ErrReattestFailed = errors.New("re-attestation failed")
 )

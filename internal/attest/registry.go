@@ -68,6 +68,9 @@ type Agent struct {
 	// AuditLast identifies the entry numbered AuditSeq (hex SHA-256 of its
 	// line), to tell an entry sent again from a new one under a reused number.
 	AuditLast string `json:"audit_last,omitempty"`
+	// ReattestBy, when set, is when a requested re-attestation is due:
+	// past it only a renewal (which re-attests) is accepted.
+	ReattestBy time.Time `json:"reattest_by,omitzero"`
 	// Status is active, quarantined or revoked.
 	Status Status `json:"status"`
 	// StatusReason is the operator's or rule's reason for the status.

@@ -282,6 +282,8 @@ func (s *Service) Admit(ctx context.Context, a Attestor, req Request, pub crypto
 		return fail(fmt.Errorf("agent %q: %w", id.AgentID, ErrAgentRevoked))
 	case old.Status == StatusQuarantined:
 		return fail(fmt.Errorf("agent %q: %w", id.AgentID, ErrAgentQuarantined))
+	case old.Method != id.Method:
+		return fail(fmt.Errorf("%w: agent %q was admitted with %s; delete it before enrolling it with %s", ErrAttestation, id.AgentID, old.Method, id.Method))
 	}
 	cert, err := ca.Issue(pub, id.AgentID, s.cfg.CertTTL, req.Now)
 	if err != nil {
@@ -391,14 +393,35 @@ func (s *Service) authorize(ctx context.Context, chain []*x509.Certificate, now 
 		return Agent{}, fmt.Errorf("zone %q agent %q: %w", a.Zone, a.ID, ErrAgentQuarantined)
 	case a.CertSerial != serialHex(leaf) && !(allowPrev && a.PrevSerial != "" && a.PrevSerial == serialHex(leaf)):
 		return Agent{}, fmt.Errorf("zone %q agent %q: %w: serial %s, current %s", a.Zone, a.ID, ErrCertSuperseded, serialHex(leaf), a.CertSerial)
+	case !allowPrev && !a.ReattestBy.IsZero() && now.After(a.ReattestBy):
+		// Asked to re-attest and did not: only a renewal (which
+		// re-attests) is accepted until it does.
+		return Agent{}, fmt.Errorf("zone %q agent %q: %w: re-attestation was requested and not done by %s", a.Zone, a.ID,
+			ErrAttestation, a.ReattestBy.UTC().Format(time.RFC3339))
 	}
 	return a, nil
 }
 
 // Reattest verifies an agent's fresh evidence at renewal and returns the
-// claims to record (they replace the agent's claims of the same names).
-// An error is a failed re-attestation: the agent is quarantined.
+// agent's claims from then on (they replace its claims). An error wrapping
+// ErrReattestFailed is evidence against the agent: it is quarantined; any
+// other error only refuses the renewal.
 type Reattest func(ctx context.Context, a Agent) (map[string]string, error)
+
+// RequestReattest asks agent id to re-attest by deadline: after it, the
+// agent's certificate is refused for everything but a renewal, which
+// re-attests (and clears the request).
+func (s *Service) RequestReattest(ctx context.Context, zone, id string, deadline time.Time) (Agent, error) {
+	return s.agents.Update(ctx, zone, id, func(a *Agent) error {
+		if a.Method != MethodTPM {
+			return fmt.Errorf("%w: agent %q was admitted with %s: it has no TPM to re-attest with", ErrAttestation, id, a.Method)
+		}
+		if a.ReattestBy.IsZero() || deadline.Before(a.ReattestBy) {
+			a.ReattestBy = deadline.UTC().Round(0)
+		}
+		return nil
+	})
+}
 
 // Renew issues a fresh certificate for pub to the agent holding chain,
 // after Authorize accepts chain at now. The old certificate is superseded:
@@ -433,17 +456,23 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, pub cryp
 	}
 	var claims map[string]string
 	switch {
-	case reattest != nil:
-		if claims, err = reattest(ctx, a); err != nil {
-			err = fmt.Errorf("%w: re-attestation failed: %w", ErrAttestation, err)
+	case a.Method != MethodTPM:
+		// Nothing to re-attest with: a join-token agent renews on its
+		// certificate alone, whatever it sends.
+	case reattest == nil:
+		return fail(fmt.Errorf("%w: agent %q was admitted with TPM evidence and renews only with a fresh quote", ErrAttestation, a.ID))
+	default:
+		if claims, err = reattest(ctx, a); errors.Is(err, ErrReattestFailed) {
+			err = fmt.Errorf("%w: %w", ErrAttestation, err)
 			if _, qerr := s.agents.SetStatus(context.WithoutCancel(ctx), a.Zone, a.ID, StatusQuarantined, err.Error(), now); qerr != nil {
 				s.log.Error("attest: quarantine after a failed re-attestation", "zone", a.Zone, "agent", a.ID, "err", qerr)
 			}
 			s.log.Warn("attest: re-attestation failed; agent quarantined", "zone", a.Zone, "agent", a.ID, "err", err)
 			return fail(fmt.Errorf("%w; agent quarantined", err))
 		}
-	case a.Method == MethodTPM:
-		return fail(fmt.Errorf("%w: agent %q was admitted with TPM evidence and renews only with a fresh quote", ErrAttestation, a.ID))
+		if err != nil { // not evidence against the agent (an expired challenge, a storage error): refused only
+			return fail(fmt.Errorf("%w: re-attestation: %w", ErrAttestation, err))
+		}
 	}
 	var cert *x509.Certificate
 	presented := serialHex(chain[0])
@@ -465,12 +494,9 @@ func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, pub cryp
 		cert = c
 		cur.CertSerial, cur.CertNotAfter = serialHex(c), c.NotAfter
 		cur.LastSeen = now.UTC().Round(0)
-		if len(claims) > 0 {
-			cur.Claims = maps.Clone(cur.Claims)
-			if cur.Claims == nil {
-				cur.Claims = map[string]string{}
-			}
-			maps.Copy(cur.Claims, claims)
+		if claims != nil {
+			cur.Claims = maps.Clone(claims)
+			cur.ReattestBy = time.Time{}
 		}
 		return nil
 	})

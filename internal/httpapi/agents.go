@@ -270,17 +270,9 @@ func serveAgents(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 		u.sync.Disconnect(c.zone, id) // its certificate is refused from now on
 		w.WriteHeader(http.StatusNoContent)
 	case id != "" && sub == "reattest" && (req.Operation == logical.UpdateOperation || req.Operation == logical.CreateOperation):
-		a, err := reg.Get(ctx, c.zone, id)
+		a, err := s.requestReattest(ctx, u, c.zone, id, time.Now())
 		if err != nil {
 			s.writeError(w, r, agentLookupError(err, id))
-			return
-		}
-		if a.Method != attest.MethodTPM {
-			s.writeError(w, r, logical.InvalidRequest("agent %q was admitted with %s: it has no TPM to re-attest with", id, a.Method))
-			return
-		}
-		if err := s.requestReattest(u, c.zone, id); err != nil {
-			s.writeError(w, r, err)
 			return
 		}
 		writeResponse(w, &logical.Response{Data: agentOutput(a, u.attest.TrustDomain())}, "system")
@@ -328,6 +320,9 @@ func agentOutput(a attest.Agent, td string) map[string]any {
 	}
 	if a.Method == attest.MethodTPM {
 		out["ek_hash"], out["last_quote"], out["pcr_digest"] = a.Claims["ek_hash"], a.Claims["quote_time"], a.Claims["pcr_digest"]
+		if !a.ReattestBy.IsZero() {
+			out["reattest_by"] = a.ReattestBy.UTC().Format(time.RFC3339)
+		}
 	}
 	if !a.LastSeen.IsZero() {
 		out["last_seen"] = a.LastSeen.UTC().Format(time.RFC3339)

@@ -179,6 +179,7 @@ func (s *Server) loadCoreLocked(ctx context.Context) error {
 	u.changes = make(chan kvChange, 4096)
 	u.sync = &syncproto.Server{Feed: u.feed, Authorize: s.authorizeAgent(u), Snapshot: s.zoneSnapshot(u), OnAck: s.agentAcked(u), Logger: s.log}
 	go s.publish(u)
+	go s.tidyChallenges(u)
 	s.state.Store(u)
 	s.log.Info("unsealed", "mounts", len(root.mounts.Load().entries))
 	return nil

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"time"
 
@@ -175,7 +176,7 @@ func (s *Server) tpmReattestChallenge(ctx context.Context, u *unsealed, c *core,
 	}
 	ak, err := base64.StdEncoding.DecodeString(a.Claims["ak_public"])
 	if err != nil || len(ak) == 0 {
-		return nil, fmt.Errorf("agent %q: its record holds no attestation key: %v", a.ID, err)
+		return nil, operatorError{fmt.Errorf("agent %q: its record holds no usable attestation key (ak_public claim)", a.ID)}
 	}
 	ch, err := u.tpm.ReattestChallenge(ctx, a.Zone, a.ID, ak, now)
 	if err != nil {
@@ -185,29 +186,47 @@ func (s *Server) tpmReattestChallenge(ctx context.Context, u *unsealed, c *core,
 }
 
 // tpmReattest is the re-attestation check of a renewal that answers
-// challenge id with evidence.
+// challenge id with evidence. Evidence against the agent (a quote that
+// does not verify, PCR values or an EK the policy does not allow) is
+// attest.ErrReattestFailed, which quarantines it.
 func (s *Server) tpmReattest(u *unsealed, id string, evidence []byte, now time.Time) attest.Reattest {
 	return func(ctx context.Context, a attest.Agent) (map[string]string, error) {
 		got, err := u.tpm.VerifyReattest(ctx, a.Zone, id, evidence, now)
+		for _, bad := range []error{tpm.ErrActivation, tpm.ErrQuoteSignature, tpm.ErrPCRSelection, tpm.ErrPCRValues, tpm.ErrEKNotAllowed, tpm.ErrAKAttributes} {
+			if errors.Is(err, bad) {
+				return nil, fmt.Errorf("%w: %w", attest.ErrReattestFailed, err)
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
 		if got.AgentID != a.ID {
 			return nil, fmt.Errorf("%w: challenge %s was made for agent %q", tpm.ErrNonce, id, got.AgentID)
 		}
-		return got.Claims, nil
+		claims := maps.Clone(got.Claims)
+		if _, ok := claims["ek_hash"]; !ok && a.Claims["ek_hash"] != "" {
+			claims["ek_hash"] = a.Claims["ek_hash"] // enrollment proved it; a re-attestation uses the AK alone
+		}
+		return claims, nil
 	}
 }
 
-// requestReattest publishes a re-attestation request for agent id (every
-// agent of the zone if id is "*") on the zone's sync stream.
-func (s *Server) requestReattest(u *unsealed, zone, id string) error {
-	s.startFeed(u, zone)
-	if id == "*" {
-		id = ""
+// reattestGrace is how long an agent asked to re-attest has to do it;
+// past it, its certificate serves only to renew (and so re-attest).
+const reattestGrace = 2 * time.Minute
+
+// requestReattest asks agent id to re-attest: recorded with a deadline in
+// the registry (an agent that ignores the request is refused after it),
+// and published on the zone's sync stream (an agent offline gets it from
+// the backlog when it reconnects, or is refused and renews).
+func (s *Server) requestReattest(ctx context.Context, u *unsealed, zone, id string, now time.Time) (attest.Agent, error) {
+	a, err := u.attest.RequestReattest(ctx, zone, id, now.Add(reattestGrace))
+	if err != nil {
+		return attest.Agent{}, err
 	}
-	_, err := u.feed.Publish(zone, syncproto.Event{Kind: syncproto.Reattest, Path: id})
-	return err
+	s.startFeed(u, zone)
+	_, err = u.feed.Publish(zone, syncproto.Event{Kind: syncproto.Reattest, Path: id})
+	return a, err
 }
 
 // agentIDOf is the agent ID in a client certificate chain's SPIFFE ID (""
@@ -221,4 +240,34 @@ func agentIDOf(chain []*x509.Certificate, td string) string {
 		return ""
 	}
 	return n.ID
+}
+
+// challengeTidyInterval is how often expired TPM challenges are removed.
+const challengeTidyInterval = time.Minute
+
+// tidyChallenges removes expired pending TPM challenges of every zone until
+// the server seals: anyone may ask for a challenge, none outlives its
+// max_quote_age by more than a minute.
+func (s *Server) tidyChallenges(u *unsealed) {
+	t := time.NewTicker(challengeTidyInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-u.bg.Done():
+			return
+		case <-t.C:
+		}
+		zones, err := u.zones.List(u.bg)
+		if err != nil {
+			s.log.Warn("tpm: tidy challenges: list zones", "err", err)
+			continue
+		}
+		for _, z := range append([]string{""}, zones...) {
+			if n, err := u.tpm.Tidy(u.bg, z, time.Now()); err != nil {
+				s.log.Warn("tpm: tidy challenges", "zone", zoneLabel(z), "err", err)
+			} else if n > 0 {
+				s.log.Info("tpm: expired challenges removed", "zone", zoneLabel(z), "count", n)
+			}
+		}
+	}
 }

@@ -227,6 +227,14 @@ func TestPCRPolicy(t *testing.T) {
 		ev.Quote = s.quote(ak, tpm.Qualifying(p.Nonce, tlsDER), append(slices.Clone(pcrs07), 8))
 	})
 	wantErr(t, "quote over 0..8", err, tpm.ErrPCRSelection)
+	// Quote over 0..6 with all of 0..7 reported: the quote's own selection
+	// is checked, not just the reported values.
+	_, err = run(func(p *tpm.ChallengePayload, ev *tpm.AttestEvidence) {
+		pcr7 := ev.Quote.PCRs["7"]
+		ev.Quote = s.quote(ak, tpm.Qualifying(p.Nonce, tlsDER), pcrs07[:7])
+		ev.Quote.PCRs["7"] = pcr7
+	})
+	wantErr(t, "quote over 0..6, values for 0..7", err, tpm.ErrPCRSelection)
 	// Values reported for other PCRs than quoted.
 	_, err = run(func(_ *tpm.ChallengePayload, ev *tpm.AttestEvidence) {
 		delete(ev.Quote.PCRs, "7")
@@ -290,6 +298,11 @@ func TestEKNotAllowed(t *testing.T) {
 	f.setPolicy("east", tpm.Policy{PCRs: pcrs07})
 	_, _, err = begin(t, f, "east", s, ak, nil, t0)
 	wantErr(t, "invalid policy", err, tpm.ErrInvalidPolicy)
+	// A stored policy with a broken EK CA fails where the CA is needed.
+	ca := newTestCA(t, "EK CA")
+	f.setPolicy("east", tpm.Policy{EKCAs: []string{"garbage"}, PCRs: pcrs07})
+	_, _, err = begin(t, f, "east", s, ak, ca.ekCert(t, cryptoPub(t, s.ekPub), t0.Add(time.Hour)), t0)
+	wantErr(t, "broken EK CA", err, tpm.ErrInvalidPolicy)
 	// The SRK is a restricted decryption key too, but the policy does not
 	// know it; a signing key is not an EK at all.
 	f.setPolicy("east", ekPolicy(t, s))

@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 
 	"github.com/google/go-tpm/tpm2"
@@ -37,18 +38,22 @@ func MakeCredential(ekPublic, akPublic, secret []byte) (blob, encSecret []byte, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, _, err := akKey(ak, "ak_public"); err != nil {
+	if _, err := akKey(ak, "ak_public"); err != nil {
 		return nil, nil, err
 	}
-	name, err := tpm2.ObjectName(ak)
+	// The AK's Name: its name algorithm, then the SHA-256 of its
+	// TPMT_PUBLIC, which decodePublic checked is exactly akPublic.
+	akSum := sha256.Sum256(akPublic)
+	name := append([]byte{byte(algSHA256 >> 8), byte(algSHA256)}, akSum[:]...)
+	ekT, err := tpm2.Unmarshal[tpm2.TPMTPublic](ekPublic)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%w: ak_public: name: %v", ErrEvidence, err)
+		return nil, nil, fmt.Errorf("%w: ek_public: %v", ErrEvidence, err)
 	}
-	key, err := tpm2.ImportEncapsulationKey(ek)
+	key, err := tpm2.ImportEncapsulationKey(ekT)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: ek_public: not usable for credential protection: %v", ErrEKNotAllowed, err)
 	}
-	blob, encSecret, err = tpm2.CreateCredential(rand.Reader, key, name.Buffer, secret)
+	blob, encSecret, err = tpm2.CreateCredential(rand.Reader, key, name, secret)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: ek_public: make credential: %v", ErrEKNotAllowed, err)
 	}

@@ -40,9 +40,11 @@
 // # Trust boundary
 //
 // Everything the agent sends is untrusted input: every decoder bounds its
-// input, rejects non-canonical TPM encodings (a structure must re-encode to
-// exactly the bytes received, so the AK name the server binds the
-// credential to is the name the TPM computes), and never panics. The pure
+// input and never panics. The TPM structures the server reads (TPMT_PUBLIC,
+// a quote's TPMS_ATTEST, TPMT_SIGNATURE) are decoded by a small
+// hand-written decoder that must consume its input exactly, so the AK
+// name the server binds the credential to is the SHA-256 of exactly the
+// bytes it checked and stores; tests hold it to agree with go-tpm. The pure
 // functions (MakeCredential, CheckEK, VerifyQuote, Policy.Validate) hold the
 // decisions; Attestor adds the storage round trip. Server code is pure Go;
 // only the tests use the TPM simulator (cgo).

@@ -47,7 +47,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	f := &fixture{stores: map[string]storage.Backend{}, policies: map[string]tpm.Policy{}}
+	stores := map[string]storage.Backend{}
 	dir := t.TempDir()
 	for _, z := range []string{"east", "west"} {
 		b, err := bolt.Open(filepath.Join(dir, z+".db"), bolt.Options{})
@@ -55,8 +55,15 @@ func newFixture(t testing.TB) *fixture {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { b.Close() })
-		f.stores[z] = b
+		stores[z] = b
 	}
+	return newFixtureOn(t, stores)
+}
+
+// newFixtureOn is newFixture over the given zone stores.
+func newFixtureOn(t testing.TB, stores map[string]storage.Backend) *fixture {
+	t.Helper()
+	f := &fixture{stores: stores, policies: map[string]tpm.Policy{}}
 	a, err := tpm.New(tpm.Config{
 		Policies: tpm.PolicyFunc(func(_ context.Context, zone string) (tpm.Policy, bool, error) {
 			f.mu.Lock()

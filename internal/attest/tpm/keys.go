@@ -1,14 +1,15 @@
 package tpm
 
 import (
-	"bytes"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-
-	"github.com/google/go-tpm/tpm2"
+	"math/big"
 )
 
 // Size bounds of TPM structures in evidence. They are generous: an RSA-4096
@@ -27,7 +28,8 @@ const (
 
 // EKHash returns the hex SHA-256 of the PKIX DER of the public key in
 // ekPublic, a TPMT_PUBLIC: the form Policy.EKHashes lists and the agent
-// shows. Errors wrap ErrEvidence.
+// shows. Only the key counts, not the object's attributes. Errors wrap
+// ErrEvidence.
 func EKHash(ekPublic []byte) (string, error) {
 	pub, err := decodePublic(ekPublic, "ek_public")
 	if err != nil {
@@ -54,92 +56,78 @@ func keyHash(key crypto.PublicKey) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// decodePublic decodes a TPMT_PUBLIC, refusing empty, oversized and
-// non-canonical encodings (the bytes must be exactly what re-encoding the
-// structure gives, so the Name computed here is the TPM's). Errors wrap
-// ErrEvidence and name field.
-func decodePublic(b []byte, field string) (*tpm2.TPMTPublic, error) {
+// decodePublic decodes an RSA or ECC TPMT_PUBLIC that must fill b exactly.
+// Errors wrap ErrEvidence and name field.
+func decodePublic(b []byte, field string) (*publicArea, error) {
 	if len(b) == 0 || len(b) > maxPublicBytes {
 		return nil, fmt.Errorf("%w: %s is %d bytes, want 1..%d", ErrEvidence, field, len(b), maxPublicBytes)
 	}
-	pub, err := tpm2.Unmarshal[tpm2.TPMTPublic](b)
+	pub, err := parsePublic(b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: not a TPMT_PUBLIC: %v", ErrEvidence, field, err)
-	}
-	if pub.Type != tpm2.TPMAlgRSA && pub.Type != tpm2.TPMAlgECC {
-		return nil, fmt.Errorf("%w: %s: key type %v, want RSA or ECC", ErrEvidence, field, pub.Type)
-	}
-	if !bytes.Equal(tpm2.Marshal(pub), b) {
-		return nil, fmt.Errorf("%w: %s: non-canonical TPMT_PUBLIC encoding (trailing or re-encoded bytes)", ErrEvidence, field)
+		return nil, fmt.Errorf("%w: %s: not an RSA or ECC TPMT_PUBLIC: %v", ErrEvidence, field, err)
 	}
 	return pub, nil
 }
 
-// publicKey converts an RSA or ECC TPMT_PUBLIC to a crypto public key,
-// checking the key itself: an RSA modulus of exactly KeyBits bits
+// publicKey converts a public area to a crypto public key, checking the
+// key itself: an RSA modulus of exactly KeyBits bits
 // (minRSABits..maxRSABits) with exponent 65537, or a point on P-256 or
 // P-384.
-func publicKey(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
-	switch pub.Type {
-	case tpm2.TPMAlgRSA:
-		parms, err := pub.Parameters.RSADetail()
+func publicKey(pub *publicArea) (crypto.PublicKey, error) {
+	switch pub.typ {
+	case algRSA:
+		if pub.keyBits < minRSABits || pub.keyBits > maxRSABits {
+			return nil, fmt.Errorf("RSA key of %d bits, want %d..%d", pub.keyBits, minRSABits, maxRSABits)
+		}
+		if pub.exponent != 0 && pub.exponent != 65537 {
+			return nil, fmt.Errorf("RSA exponent %d, want 65537", pub.exponent)
+		}
+		n := new(big.Int).SetBytes(pub.modulus)
+		if len(pub.modulus) != int(pub.keyBits)/8 || n.BitLen() != int(pub.keyBits) || n.Bit(0) == 0 {
+			return nil, fmt.Errorf("RSA modulus of %d bytes does not match KeyBits %d", len(pub.modulus), pub.keyBits)
+		}
+		return &rsa.PublicKey{N: n, E: 65537}, nil
+	case algECC:
+		var c elliptic.Curve
+		switch pub.curve {
+		case eccNistP256:
+			c = elliptic.P256()
+		case eccNistP384:
+			c = elliptic.P384()
+		default:
+			return nil, fmt.Errorf("ECC curve %#04x, want NIST P-256 or P-384", pub.curve)
+		}
+		size := (c.Params().BitSize + 7) / 8
+		if len(pub.x) > size || len(pub.y) > size {
+			return nil, fmt.Errorf("ECC point coordinates of %d and %d bytes, want at most %d", len(pub.x), len(pub.y), size)
+		}
+		point := make([]byte, 1+2*size)
+		point[0] = 4
+		copy(point[1+size-len(pub.x):1+size], pub.x)
+		copy(point[1+2*size-len(pub.y):], pub.y)
+		key, err := ecdsa.ParseUncompressedPublicKey(c, point)
 		if err != nil {
-			return nil, fmt.Errorf("RSA parameters: %v", err)
-		}
-		n, err := pub.Unique.RSA()
-		if err != nil {
-			return nil, fmt.Errorf("RSA modulus: %v", err)
-		}
-		if parms.KeyBits < minRSABits || parms.KeyBits > maxRSABits {
-			return nil, fmt.Errorf("RSA key of %d bits, want %d..%d", parms.KeyBits, minRSABits, maxRSABits)
-		}
-		if parms.Exponent != 0 && parms.Exponent != 65537 {
-			return nil, fmt.Errorf("RSA exponent %d, want 65537", parms.Exponent)
-		}
-		key, err := tpm2.RSAPub(parms, n)
-		if err != nil {
-			return nil, fmt.Errorf("RSA key: %v", err)
-		}
-		if key.N.BitLen() != int(parms.KeyBits) || key.N.Bit(0) == 0 {
-			return nil, fmt.Errorf("RSA modulus of %d bits does not match KeyBits %d", key.N.BitLen(), parms.KeyBits)
-		}
-		return key, nil
-	case tpm2.TPMAlgECC:
-		parms, err := pub.Parameters.ECCDetail()
-		if err != nil {
-			return nil, fmt.Errorf("ECC parameters: %v", err)
-		}
-		if parms.CurveID != tpm2.TPMECCNistP256 && parms.CurveID != tpm2.TPMECCNistP384 {
-			return nil, fmt.Errorf("ECC curve %v, want NIST P-256 or P-384", parms.CurveID)
-		}
-		pt, err := pub.Unique.ECC()
-		if err != nil {
-			return nil, fmt.Errorf("ECC point: %v", err)
-		}
-		key, err := tpm2.ECDSAPub(parms, pt)
-		if err != nil {
-			return nil, fmt.Errorf("ECC key: %v", err)
-		}
-		if _, err := key.ECDH(); err != nil { // checks the point is on the curve
 			return nil, fmt.Errorf("ECC point: %v", err)
 		}
 		return key, nil
 	}
-	return nil, fmt.Errorf("key type %v, want RSA or ECC", pub.Type)
+	return nil, fmt.Errorf("key type %#04x, want RSA or ECC", pub.typ)
 }
 
 // ekKey checks that pub is an endorsement-style key, a fixedTPM
-// fixedParent restricted decryption key (the only kind TPM2_ActivateCredential
-// accepts), and returns its public key. Errors wrap ErrEKNotAllowed.
-func ekKey(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
-	a := pub.ObjectAttributes
+// fixedParent restricted decryption key (the only kind
+// TPM2_ActivateCredential accepts), and returns its public key. Errors
+// wrap ErrEKNotAllowed.
+func ekKey(pub *publicArea) (crypto.PublicKey, error) {
 	switch {
-	case !a.Restricted || !a.Decrypt || a.SignEncrypt:
+	case !pub.has(attrRestricted) || !pub.has(attrDecrypt) || pub.has(attrSign):
 		return nil, fmt.Errorf("%w: ek_public is not a restricted decryption key", ErrEKNotAllowed)
-	case !a.FixedTPM || !a.FixedParent:
+	case !pub.has(attrFixedTPM) || !pub.has(attrFixedParent):
 		return nil, fmt.Errorf("%w: ek_public is not fixedTPM and fixedParent", ErrEKNotAllowed)
-	case pub.NameAlg != tpm2.TPMAlgSHA256 && pub.NameAlg != tpm2.TPMAlgSHA384:
-		return nil, fmt.Errorf("%w: ek_public name algorithm %v, want SHA-256 or SHA-384", ErrEKNotAllowed, pub.NameAlg)
+	case pub.nameAlg != algSHA256 && pub.nameAlg != algSHA384:
+		return nil, fmt.Errorf("%w: ek_public name algorithm %#04x, want SHA-256 or SHA-384", ErrEKNotAllowed, pub.nameAlg)
+	case pub.symAlg != algAES:
+		return nil, fmt.Errorf("%w: ek_public has no AES symmetric algorithm for credential protection", ErrEKNotAllowed)
 	}
 	key, err := publicKey(pub)
 	if err != nil {
@@ -149,75 +137,48 @@ func ekKey(pub *tpm2.TPMTPublic) (crypto.PublicKey, error) {
 }
 
 // akKey checks that pub is an acceptable attestation key and returns its
-// public key and signature scheme. An AK must be a restricted signing key
-// (the TPM signs only TPM-generated structures with it), fixedTPM and
-// fixedParent (it cannot leave the TPM), generated inside the TPM, with a
-// SHA-256 name, and an ECDSA P-256 or RSASSA/RSAPSS 2048..4096-bit key
-// whose scheme hashes with SHA-256. Errors wrap ErrAKAttributes and name
-// field.
-func akKey(pub *tpm2.TPMTPublic, field string) (crypto.PublicKey, tpm2.TPMAlgID, error) {
-	bad := func(format string, args ...any) (crypto.PublicKey, tpm2.TPMAlgID, error) {
-		return nil, 0, fmt.Errorf("%w: %s: "+format, append([]any{ErrAKAttributes, field}, args...)...)
+// public key. An AK must be a restricted signing key (the TPM signs only
+// TPM-generated structures with it), fixedTPM and fixedParent (it cannot
+// leave the TPM), generated inside the TPM, with a SHA-256 name, and an
+// ECDSA P-256 or RSASSA/RSAPSS 2048..4096-bit key whose scheme hashes with
+// SHA-256. Errors wrap ErrAKAttributes and name field.
+func akKey(pub *publicArea, field string) (crypto.PublicKey, error) {
+	bad := func(format string, args ...any) (crypto.PublicKey, error) {
+		return nil, fmt.Errorf("%w: %s: "+format, append([]any{ErrAKAttributes, field}, args...)...)
 	}
-	a := pub.ObjectAttributes
 	switch {
-	case !a.Restricted || !a.SignEncrypt || a.Decrypt:
+	case !pub.has(attrRestricted) || !pub.has(attrSign) || pub.has(attrDecrypt):
 		return bad("not a restricted signing key")
-	case !a.FixedTPM || !a.FixedParent:
+	case !pub.has(attrFixedTPM) || !pub.has(attrFixedParent):
 		return bad("not fixedTPM and fixedParent: the key could leave the TPM")
-	case !a.SensitiveDataOrigin:
+	case !pub.has(attrSensitiveDataOrigin):
 		return bad("not generated by the TPM (sensitiveDataOrigin clear)")
-	case pub.NameAlg != tpm2.TPMAlgSHA256:
-		return bad("name algorithm %v, want SHA-256", pub.NameAlg)
+	case pub.nameAlg != algSHA256:
+		return bad("name algorithm %#04x, want SHA-256", pub.nameAlg)
+	case pub.symAlg != algNull:
+		return bad("a signing key has no symmetric algorithm")
 	}
-	var scheme tpm2.TPMAlgID
-	switch pub.Type {
-	case tpm2.TPMAlgECC:
-		parms, err := pub.Parameters.ECCDetail()
-		if err != nil {
-			return bad("ECC parameters: %v", err)
+	switch pub.typ {
+	case algECC:
+		switch {
+		case pub.curve != eccNistP256:
+			return bad("ECC curve %#04x, want NIST P-256", pub.curve)
+		case pub.scheme != algECDSA:
+			return bad("signing scheme %#04x, want ECDSA", pub.scheme)
+		case pub.kdf != algNull:
+			return bad("a signing key has no KDF")
 		}
-		if parms.CurveID != tpm2.TPMECCNistP256 {
-			return bad("ECC curve %v, want NIST P-256", parms.CurveID)
+	case algRSA:
+		if pub.scheme != algRSASSA && pub.scheme != algRSAPSS {
+			return bad("signing scheme %#04x, want RSASSA or RSAPSS", pub.scheme)
 		}
-		if parms.Scheme.Scheme != tpm2.TPMAlgECDSA {
-			return bad("signing scheme %v, want ECDSA", parms.Scheme.Scheme)
-		}
-		d, err := parms.Scheme.Details.ECDSA()
-		if err != nil || d.HashAlg != tpm2.TPMAlgSHA256 {
-			return bad("ECDSA scheme does not hash with SHA-256")
-		}
-		scheme = tpm2.TPMAlgECDSA
-	case tpm2.TPMAlgRSA:
-		parms, err := pub.Parameters.RSADetail()
-		if err != nil {
-			return bad("RSA parameters: %v", err)
-		}
-		var d *tpm2.TPMSSchemeHash
-		switch parms.Scheme.Scheme {
-		case tpm2.TPMAlgRSASSA:
-			s, err := parms.Scheme.Details.RSASSA()
-			if err == nil {
-				d = (*tpm2.TPMSSchemeHash)(s)
-			}
-		case tpm2.TPMAlgRSAPSS:
-			s, err := parms.Scheme.Details.RSAPSS()
-			if err == nil {
-				d = (*tpm2.TPMSSchemeHash)(s)
-			}
-		default:
-			return bad("signing scheme %v, want RSASSA or RSAPSS", parms.Scheme.Scheme)
-		}
-		if d == nil || d.HashAlg != tpm2.TPMAlgSHA256 {
-			return bad("RSA scheme does not hash with SHA-256")
-		}
-		scheme = parms.Scheme.Scheme
-	default:
-		return bad("key type %v, want ECC or RSA", pub.Type)
+	}
+	if pub.schemeHash != algSHA256 {
+		return bad("signing scheme hash %#04x, want SHA-256", pub.schemeHash)
 	}
 	key, err := publicKey(pub)
 	if err != nil {
 		return bad("%v", err)
 	}
-	return key, scheme, nil
+	return key, nil
 }

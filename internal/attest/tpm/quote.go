@@ -11,8 +11,6 @@ import (
 	"math/big"
 	"slices"
 	"strings"
-
-	"github.com/google/go-tpm/tpm2"
 )
 
 // Quote is a TPM2_Quote as the agent reports it.
@@ -60,32 +58,22 @@ func VerifyQuote(p Policy, akPublic []byte, q Quote, qualifying []byte) (QuoteRe
 	if err != nil {
 		return QuoteResult{}, err
 	}
-	key, scheme, err := akKey(ak, "ak_public")
+	key, err := akKey(ak, "ak_public")
 	if err != nil {
 		return QuoteResult{}, err
 	}
-	if err := verifySignature(key, scheme, q.Attest, q.Signature); err != nil {
+	if err := verifySignature(key, ak.scheme, q.Attest, q.Signature); err != nil {
 		return QuoteResult{}, err
 	}
 	// Only authenticated bytes are parsed from here on.
-	att, err := tpm2.Unmarshal[tpm2.TPMSAttest](q.Attest)
-	if err != nil {
-		return QuoteResult{}, fmt.Errorf("%w: quote.attest: not a TPM-generated TPMS_ATTEST: %v", ErrQuoteSignature, err)
-	}
-	if att.Magic != tpm2.TPMGeneratedValue || att.Type != tpm2.TPMSTAttestQuote {
-		return QuoteResult{}, fmt.Errorf("%w: quote.attest: magic %#x type %#x, want a TPM-generated quote", ErrQuoteSignature, uint32(att.Magic), uint16(att.Type))
-	}
-	if !bytes.Equal(tpm2.Marshal(att), q.Attest) {
-		return QuoteResult{}, fmt.Errorf("%w: quote.attest: trailing or non-canonical bytes", ErrQuoteSignature)
-	}
-	if !bytes.Equal(att.ExtraData.Buffer, qualifying) {
-		return QuoteResult{}, fmt.Errorf("%w: quote.attest: qualifying data is not SHA-256(nonce || public_key_der) of this challenge", ErrNonce)
-	}
-	info, err := att.Attested.Quote()
+	att, err := parseQuoteAttest(q.Attest)
 	if err != nil {
 		return QuoteResult{}, fmt.Errorf("%w: quote.attest: %v", ErrQuoteSignature, err)
 	}
-	quoted, err := selectedPCRs(info.PCRSelect)
+	if !bytes.Equal(att.extraData, qualifying) {
+		return QuoteResult{}, fmt.Errorf("%w: quote.attest: qualifying data is not SHA-256(nonce || public_key_der) of this challenge", ErrNonce)
+	}
+	quoted, err := selectedPCRs(att.selections)
 	if err != nil {
 		return QuoteResult{}, err
 	}
@@ -110,10 +98,10 @@ func VerifyQuote(p Policy, akPublic []byte, q Quote, qualifying []byte) (QuoteRe
 		h.Write(v)
 		res.PCRs[n] = hex.EncodeToString(v)
 	}
-	if digest := h.Sum(nil); !bytes.Equal(digest, info.PCRDigest.Buffer) {
-		return QuoteResult{}, fmt.Errorf("%w: quote.pcrs values do not hash to the quoted PCR digest %x", ErrPCRValues, info.PCRDigest.Buffer)
+	if digest := h.Sum(nil); !bytes.Equal(digest, att.pcrDigest) {
+		return QuoteResult{}, fmt.Errorf("%w: quote.pcrs values do not hash to the quoted PCR digest %x", ErrPCRValues, att.pcrDigest)
 	}
-	res.PCRDigest = hex.EncodeToString(info.PCRDigest.Buffer)
+	res.PCRDigest = hex.EncodeToString(att.pcrDigest)
 	if len(p.AllowedPCRs) == 0 {
 		return res, nil
 	}
@@ -149,72 +137,49 @@ func mismatch(set map[string]string, got map[int]string) []string {
 
 // verifySignature checks sigBytes, a TPMT_SIGNATURE, over attest with key,
 // using scheme (the AK's) and SHA-256.
-func verifySignature(key crypto.PublicKey, scheme tpm2.TPMAlgID, attest, sigBytes []byte) error {
+func verifySignature(key crypto.PublicKey, scheme uint16, attest, sigBytes []byte) error {
 	if len(attest) == 0 || len(attest) > maxAttestBytes {
 		return fmt.Errorf("%w: quote.attest is %d bytes, want 1..%d", ErrEvidence, len(attest), maxAttestBytes)
 	}
 	if len(sigBytes) == 0 || len(sigBytes) > maxSignatureBytes {
 		return fmt.Errorf("%w: quote.signature is %d bytes, want 1..%d", ErrEvidence, len(sigBytes), maxSignatureBytes)
 	}
-	sig, err := tpm2.Unmarshal[tpm2.TPMTSignature](sigBytes)
+	sig, err := parseSignature(sigBytes)
 	if err != nil {
 		return fmt.Errorf("%w: quote.signature: not a TPMT_SIGNATURE: %v", ErrEvidence, err)
 	}
-	if !bytes.Equal(tpm2.Marshal(sig), sigBytes) {
-		return fmt.Errorf("%w: quote.signature: non-canonical TPMT_SIGNATURE encoding", ErrEvidence)
+	if sig.alg != scheme {
+		return fmt.Errorf("%w: quote.signature algorithm %#04x, the AK signs with %#04x", ErrQuoteSignature, sig.alg, scheme)
 	}
-	if sig.SigAlg != scheme {
-		return fmt.Errorf("%w: quote.signature algorithm %v, the AK signs with %v", ErrQuoteSignature, sig.SigAlg, scheme)
+	if sig.hash != algSHA256 {
+		return fmt.Errorf("%w: quote.signature hash %#04x, want SHA-256", ErrQuoteSignature, sig.hash)
 	}
 	digest := sha256.Sum256(attest)
+	ok := false
 	switch k := key.(type) {
 	case *ecdsa.PublicKey:
-		s, err := sig.Signature.ECDSA()
-		if err != nil {
-			return fmt.Errorf("%w: quote.signature: %v", ErrEvidence, err)
-		}
-		if s.Hash != tpm2.TPMAlgSHA256 {
-			return fmt.Errorf("%w: quote.signature hash %v, want SHA-256", ErrQuoteSignature, s.Hash)
-		}
-		r, ss := new(big.Int).SetBytes(s.SignatureR.Buffer), new(big.Int).SetBytes(s.SignatureS.Buffer)
-		if !ecdsa.Verify(k, digest[:], r, ss) {
-			return fmt.Errorf("%w: quote.signature is not the AK's ECDSA signature over quote.attest", ErrQuoteSignature)
-		}
-		return nil
+		ok = ecdsa.Verify(k, digest[:], new(big.Int).SetBytes(sig.r), new(big.Int).SetBytes(sig.s))
 	case *rsa.PublicKey:
-		var s *tpm2.TPMSSignatureRSA
-		if scheme == tpm2.TPMAlgRSAPSS {
-			s, err = sig.Signature.RSAPSS()
+		if scheme == algRSAPSS {
+			ok = rsa.VerifyPSS(k, crypto.SHA256, digest[:], sig.sig, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto}) == nil
 		} else {
-			s, err = sig.Signature.RSASSA()
+			ok = rsa.VerifyPKCS1v15(k, crypto.SHA256, digest[:], sig.sig) == nil
 		}
-		if err != nil {
-			return fmt.Errorf("%w: quote.signature: %v", ErrEvidence, err)
-		}
-		if s.Hash != tpm2.TPMAlgSHA256 {
-			return fmt.Errorf("%w: quote.signature hash %v, want SHA-256", ErrQuoteSignature, s.Hash)
-		}
-		if scheme == tpm2.TPMAlgRSAPSS {
-			err = rsa.VerifyPSS(k, crypto.SHA256, digest[:], s.Sig.Buffer, &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthAuto})
-		} else {
-			err = rsa.VerifyPKCS1v15(k, crypto.SHA256, digest[:], s.Sig.Buffer)
-		}
-		if err != nil {
-			return fmt.Errorf("%w: quote.signature is not the AK's RSA signature over quote.attest", ErrQuoteSignature)
-		}
-		return nil
 	}
-	return fmt.Errorf("%w: unsupported AK key type %T", ErrAKAttributes, key)
+	if !ok {
+		return fmt.Errorf("%w: quote.signature is not the AK's signature over quote.attest", ErrQuoteSignature)
+	}
+	return nil
 }
 
 // selectedPCRs returns the PCR indexes a quote's selection covers. Only
 // the SHA-256 bank may be selected; empty selections of other banks are
 // tolerated.
-func selectedPCRs(sel tpm2.TPMLPCRSelection) ([]int, error) {
+func selectedPCRs(sels []pcrSelection) ([]int, error) {
 	var out []int
-	for _, s := range sel.PCRSelections {
+	for _, s := range sels {
 		var idx []int
-		for i, b := range s.PCRSelect {
+		for i, b := range s.bitmap {
 			for bit := range 8 {
 				if b&(1<<bit) != 0 {
 					idx = append(idx, 8*i+bit)
@@ -224,8 +189,8 @@ func selectedPCRs(sel tpm2.TPMLPCRSelection) ([]int, error) {
 		if len(idx) == 0 {
 			continue
 		}
-		if s.Hash != tpm2.TPMAlgSHA256 {
-			return nil, fmt.Errorf("%w: quote.attest selects PCRs %s of the %v bank, want SHA-256 only", ErrPCRSelection, pcrList(idx), s.Hash)
+		if s.hash != algSHA256 {
+			return nil, fmt.Errorf("%w: quote.attest selects PCRs %s of hash bank %#04x, want SHA-256 only", ErrPCRSelection, pcrList(idx), s.hash)
 		}
 		if out != nil {
 			return nil, fmt.Errorf("%w: quote.attest selects the SHA-256 bank twice", ErrPCRSelection)
