@@ -178,7 +178,10 @@ func (s *Server) tpmReattestChallenge(ctx context.Context, u *unsealed, c *core,
 	if err != nil || len(ak) == 0 {
 		return nil, operatorError{fmt.Errorf("agent %q: its record holds no usable attestation key (ak_public claim)", a.ID)}
 	}
-	ch, err := u.tpm.ReattestChallenge(ctx, a.Zone, a.ID, ak, now)
+	// The EK as enrolled (absent for agents enrolled before it was kept).
+	ek, _ := base64.StdEncoding.DecodeString(a.Claims["ek_public"])
+	ekCert, _ := base64.StdEncoding.DecodeString(a.Claims["ek_certificate"])
+	ch, err := u.tpm.ReattestChallenge(ctx, a.Zone, a.ID, ak, ek, ekCert, now)
 	if err != nil {
 		return nil, attestError(err)
 	}

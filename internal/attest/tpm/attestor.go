@@ -130,6 +130,8 @@ func (a *Attestor) Begin(ctx context.Context, zone string, evidence []byte, now 
 		Zone:       zone,
 		AgentID:    AgentID(ekHash),
 		EKHash:     ekHash,
+		EKPublic:   ev.EKPublic,
+		EKCert:     ev.EKCertificate,
 		AKPublic:   ev.AKPublic,
 		SecretHash: secretHash[:],
 		Nonce:      nonce,
@@ -172,7 +174,7 @@ func (a *Attestor) Attest(ctx context.Context, req attest.Request) (attest.Ident
 // ChallengePayload in JSON with only the nonce and PCR selection. Errors
 // wrap attest.ErrAttestation and ErrNoPolicy, ErrEvidence or
 // ErrAKAttributes.
-func (a *Attestor) ReattestChallenge(ctx context.Context, zone, agentID string, akPublic []byte, now time.Time) (attest.Challenge, error) {
+func (a *Attestor) ReattestChallenge(ctx context.Context, zone, agentID string, akPublic, ekPublic, ekCert []byte, now time.Time) (attest.Challenge, error) {
 	fail := func(err error) (attest.Challenge, error) {
 		return attest.Challenge{}, fmt.Errorf("%w: tpm re-attestation challenge for agent %q in zone %q: %w", attest.ErrAttestation, agentID, zone, err)
 	}
@@ -194,7 +196,12 @@ func (a *Attestor) ReattestChallenge(ctx context.Context, zone, agentID string, 
 	if _, err := io.ReadFull(a.rand, nonce); err != nil {
 		return fail(fmt.Errorf("random nonce: %w", err))
 	}
-	rec := challengeRecord{Kind: kindReattest, Zone: zone, AgentID: agentID, AKPublic: akPublic, Nonce: nonce}
+	rec := challengeRecord{Kind: kindReattest, Zone: zone, AgentID: agentID, AKPublic: akPublic, Nonce: nonce, EKPublic: ekPublic, EKCert: ekCert}
+	if len(ekPublic) > 0 {
+		if rec.EKHash, err = EKHash(ekPublic); err != nil {
+			return fail(err)
+		}
+	}
 	ch, err := a.store(ctx, zone, rec, p, now, ChallengePayload{})
 	if err != nil {
 		return fail(err)
@@ -245,6 +252,13 @@ func (a *Attestor) verify(ctx context.Context, kind, zone, id string, evidence [
 	case !now.Before(rec.ExpiresAt):
 		return attest.Identity{}, fmt.Errorf("%w: challenge %s expired at %s", ErrNonce, id, rec.ExpiresAt.Format(time.RFC3339))
 	}
+	// The EK must still be allowed: a machine taken out of the policy
+	// can no longer enroll or renew.
+	if len(rec.EKPublic) > 0 {
+		if _, err := CheckEK(p, rec.EKPublic, rec.EKCert, now); err != nil {
+			return attest.Identity{}, err
+		}
+	}
 	if kind == kindEnroll {
 		got := sha256.Sum256(ev.Secret)
 		if subtle.ConstantTimeCompare(got[:], rec.SecretHash) != 1 {
@@ -264,6 +278,12 @@ func (a *Attestor) verify(ctx context.Context, kind, zone, id string, evidence [
 	}
 	if rec.EKHash != "" {
 		claims["ek_hash"] = rec.EKHash
+	}
+	if len(rec.EKPublic) > 0 {
+		claims["ek_public"] = base64.StdEncoding.EncodeToString(rec.EKPublic)
+	}
+	if len(rec.EKCert) > 0 {
+		claims["ek_certificate"] = base64.StdEncoding.EncodeToString(rec.EKCert)
 	}
 	if res.AllowedSet >= 0 {
 		claims["pcr_set"] = fmt.Sprint(res.AllowedSet)
@@ -311,6 +331,8 @@ type challengeRecord struct {
 	Zone       string    `json:"zone"`
 	AgentID    string    `json:"agent_id"`
 	EKHash     string    `json:"ek_hash,omitempty"`
+	EKPublic   []byte    `json:"ek_public,omitempty"`
+	EKCert     []byte    `json:"ek_certificate,omitempty"`
 	AKPublic   []byte    `json:"ak_public"`
 	SecretHash []byte    `json:"secret_hash,omitempty"`
 	Nonce      []byte    `json:"nonce"`

@@ -393,10 +393,14 @@ func TestReattest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ekPub, err := base64.StdEncoding.DecodeString(enrolled.Claims["ek_public"])
+	if err != nil || len(ekPub) == 0 {
+		t.Fatalf("ek_public claim: %v", err)
+	}
 	ctx := t.Context()
 	reattest := func(ak simAK, now time.Time) (attest.Identity, error) {
 		t.Helper()
-		rc, err := f.a.ReattestChallenge(ctx, "east", enrolled.AgentID, akPub, t0)
+		rc, err := f.a.ReattestChallenge(ctx, "east", enrolled.AgentID, akPub, ekPub, nil, t0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -421,7 +425,7 @@ func TestReattest(t *testing.T) {
 	wantErr(t, "re-attestation by another AK", err, tpm.ErrQuoteSignature)
 
 	// Replay, and an enrollment challenge used for re-attestation.
-	rc, _ := f.a.ReattestChallenge(ctx, "east", enrolled.AgentID, akPub, t0)
+	rc, _ := f.a.ReattestChallenge(ctx, "east", enrolled.AgentID, akPub, ekPub, nil, t0)
 	ev := mustJSON(t, answer(t, s, ak, decodePayload(t, rc), tlsDER))
 	if _, err := f.a.VerifyReattest(ctx, "east", rc.ID, ev, t0); err != nil {
 		t.Fatal(err)
@@ -434,7 +438,7 @@ func TestReattest(t *testing.T) {
 	_, err = f.a.VerifyReattest(ctx, "east", ch.ID, mustJSON(t, ans), t0)
 	wantErr(t, "enrollment challenge as re-attestation", err, tpm.ErrNonce)
 	// And the reverse: a re-attestation challenge cannot enroll.
-	rc, _ = f.a.ReattestChallenge(ctx, "east", enrolled.AgentID, akPub, t0)
+	rc, _ = f.a.ReattestChallenge(ctx, "east", enrolled.AgentID, akPub, ekPub, nil, t0)
 	ans = answer(t, s, ak, decodePayload(t, rc), tlsDER)
 	ans.Secret = bytes.Repeat([]byte{1}, 32)
 	_, err = attestReq(t, f, "east", rc.ID, ans, t0)
@@ -446,10 +450,17 @@ func TestReattest(t *testing.T) {
 	wantErr(t, "re-attestation after PCR change", err, tpm.ErrPCRValues)
 
 	// Bad inputs to ReattestChallenge.
-	_, err = f.a.ReattestChallenge(ctx, "east", enrolled.AgentID, s.newAK(unrestrictedAKTemplate).Public, t0)
+	_, err = f.a.ReattestChallenge(ctx, "east", enrolled.AgentID, s.newAK(unrestrictedAKTemplate).Public, ekPub, nil, t0)
 	wantErr(t, "unrestricted AK", err, tpm.ErrAKAttributes)
-	_, err = f.a.ReattestChallenge(ctx, "west", enrolled.AgentID, akPub, t0)
+	_, err = f.a.ReattestChallenge(ctx, "west", enrolled.AgentID, akPub, ekPub, nil, t0)
 	wantErr(t, "no policy", err, tpm.ErrNoPolicy)
+
+	// The machine's EK taken out of the zone's policy: it cannot renew.
+	other := ekPolicy(t, s)
+	other.EKHashes = []string{strings.Repeat("ab", 32)}
+	f.setPolicy("east", other)
+	_, err = reattest(ak, t0)
+	wantErr(t, "re-attestation with an EK no longer allowed", err, tpm.ErrEKNotAllowed)
 }
 
 func TestConcurrentAnswers(t *testing.T) {
