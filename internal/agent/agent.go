@@ -85,6 +85,8 @@ type agent struct {
 	roots  *x509.CertPool // nil: system roots
 	audit  *auditTrail
 	tpm    *tpmAttestor // nil without a TPM
+	// sealer seals the identity file to the TPM (nil without one).
+	sealer cache.KeyProtector
 	// reattestFirst: the cache was sealed to another TPM or boot state;
 	// the agent renews (re-attests) before it syncs again.
 	reattestFirst bool
@@ -141,6 +143,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 		}
 		a.attest, a.tpm = ta, ta
 		kp = tpmkey.New(dev, sealPCRs)
+		a.sealer = kp
 	} else {
 		var err error
 		if kp, err = keyfile.Open(filepath.Join(cfg.StateDir, cacheKeyFile)); err != nil {
@@ -157,8 +160,14 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 			return fmt.Errorf("agent: ServerCA %s: no PEM certificate in it", cfg.ServerCA)
 		}
 	}
-	id, err := loadIdentity(cfg.StateDir, cfg.Zone)
-	if err != nil {
+	id, err := loadIdentity(cfg.StateDir, cfg.Zone, a.sealer)
+	if errors.Is(err, ErrIdentitySealed) {
+		a.log.Error("agent identity sealed to another TPM or another boot state: enrolling again with the TPM", "err", err)
+		if err := os.Remove(filepath.Join(cfg.StateDir, identityFile)); err != nil {
+			return fmt.Errorf("agent: remove the unusable identity: %w", err)
+		}
+		id = nil
+	} else if err != nil {
 		return err
 	}
 	a.id.Store(id)
@@ -500,7 +509,7 @@ func (a *agent) enroll(ctx context.Context) bool {
 			return false
 		}
 		// The key is saved before the join token is spent.
-		if err := saveIdentity(a.cfg.StateDir, k, nil); err != nil {
+		if err := saveIdentity(a.cfg.StateDir, k, nil, a.sealer); err != nil {
 			a.log.Error("agent: save the new key", "err", err)
 			return false
 		}
@@ -583,7 +592,7 @@ func (a *agent) install(key *ecdsa.PrivateKey, chain [][]byte) error {
 	if err != nil {
 		return fmt.Errorf("the server issued an unusable certificate: %w", err)
 	}
-	if err := writePrivate(filepath.Join(a.cfg.StateDir, identityFile), raw); err != nil {
+	if err := saveIdentity(a.cfg.StateDir, key, chain, a.sealer); err != nil {
 		return err
 	}
 	a.id.Store(id)
@@ -599,10 +608,11 @@ func (a *agent) renewLoop(ctx context.Context) {
 	hc := a.httpClient(true)
 	defer hc.CloseIdleConnections()
 	retry := minRetry
+	asked := false // the server asked for a re-attestation: renew now
 	for {
 		id := a.id.Load()
 		wait := min(id.renewAt().Sub(a.serverNow()), renewPoll)
-		if wait > 0 {
+		if wait > 0 && !asked {
 			select {
 			case <-ctx.Done():
 				return
@@ -612,6 +622,7 @@ func (a *agent) renewLoop(ctx context.Context) {
 				a.log.Info("agent: the server asks for re-attestation: renewing now")
 			}
 		}
+		asked = false
 		if err := a.renew(ctx, hc); err != nil {
 			if a.serverNow().After(id.expiry()) {
 				a.log.Error("agent: the certificate has expired and the server refuses to renew it; the agent keeps serving its cache "+
@@ -629,10 +640,13 @@ func (a *agent) renewLoop(ctx context.Context) {
 		}
 		retry = minRetry
 		hc.CloseIdleConnections() // the next renewal presents the new certificate
-		select {                  // never more than one renewal per minRenewGap, whatever the clocks say
+		select {                  // never more than one renewal per minRenewGap, whatever the clocks say — unless the server asks
 		case <-ctx.Done():
 			return
 		case <-time.After(minRenewGap):
+		case <-a.renewNow:
+			a.log.Info("agent: the server asks for re-attestation: renewing now")
+			asked = true
 		}
 	}
 }

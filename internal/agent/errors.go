@@ -10,6 +10,9 @@ var (
 	// ErrIdentity means the stored identity (identity.pem) cannot be read
 	// or belongs to another zone; the message says which.
 	ErrIdentity = errors.New("agent: unusable stored identity")
+	// ErrIdentitySealed means the stored identity is sealed to another TPM
+	// or boot state: the agent enrolls again with its TPM.
+	ErrIdentitySealed = errors.New("agent: stored identity sealed to another TPM or boot state")
 )
 
 // Errors of enrollment and renewal, logged while the agent retries.

@@ -3,6 +3,8 @@ package agent
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -20,6 +22,9 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/edgevault/edgevault/internal/agent/cache"
+	"github.com/edgevault/edgevault/internal/tpmdev"
 )
 
 // identityFile is the file, in StateDir, holding the agent's private key
@@ -135,8 +140,80 @@ func encodeIdentity(key *ecdsa.PrivateKey, chain [][]byte) ([]byte, error) {
 	return out, nil
 }
 
-// loadIdentity reads StateDir's identity; nil, nil when there is none.
-func loadIdentity(dir, zone string) (*identity, error) {
+// sealedIdentity is the PEM type of an identity file encrypted under a
+// key sealed to the agent's TPM (the "Sealed-Key" header): the plain
+// identity, AES-256-GCM, nonce first.
+const sealedIdentity = "EDGEVAULT SEALED IDENTITY"
+
+// sealIdentity encrypts raw under a new key wrapped by kp.
+func sealIdentity(raw []byte, kp cache.KeyProtector) ([]byte, error) {
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	wrapped, err := kp.Wrap(key)
+	if err != nil {
+		return nil, fmt.Errorf("seal the identity: %w", err)
+	}
+	aead, err := identityAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: sealedIdentity, Headers: map[string]string{"Sealed-Key": base64.StdEncoding.EncodeToString(wrapped)},
+		Bytes: aead.Seal(nonce, nonce, raw, []byte(sealedIdentity))}), nil
+}
+
+// unsealIdentity is sealIdentity's inverse; raw that is not sealed is
+// returned as it is (an identity from before the agent had a TPM).
+func unsealIdentity(raw []byte, kp cache.KeyProtector) ([]byte, error) {
+	blk, _ := pem.Decode(raw)
+	if blk == nil || blk.Type != sealedIdentity {
+		if bytes.Contains(raw, []byte("BEGIN "+sealedIdentity)) {
+			return nil, errors.New("sealed identity: not a valid PEM block")
+		}
+		return raw, nil
+	}
+	if kp == nil {
+		return nil, errors.New("the identity is sealed to a TPM and the agent has none configured")
+	}
+	wrapped, err := base64.StdEncoding.DecodeString(blk.Headers["Sealed-Key"])
+	if err != nil {
+		return nil, fmt.Errorf("Sealed-Key: %w", err)
+	}
+	key, err := kp.Unwrap(wrapped)
+	if err != nil {
+		return nil, err
+	}
+	aead, err := identityAEAD(key)
+	if err != nil {
+		return nil, err
+	}
+	if len(blk.Bytes) < aead.NonceSize() {
+		return nil, errors.New("sealed identity: too short")
+	}
+	plain, err := aead.Open(nil, blk.Bytes[:aead.NonceSize()], blk.Bytes[aead.NonceSize():], []byte(sealedIdentity))
+	if err != nil {
+		return nil, fmt.Errorf("sealed identity: %w", err)
+	}
+	return plain, nil
+}
+
+func identityAEAD(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
+}
+
+// loadIdentity reads StateDir's identity, unsealing it with kp (nil: no
+// TPM); nil, nil when there is none. An identity sealed to another TPM or
+// boot state is ErrIdentitySealed.
+func loadIdentity(dir, zone string, kp cache.KeyProtector) (*identity, error) {
 	file := filepath.Join(dir, identityFile)
 	raw, err := readPrivate(file)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -145,6 +222,12 @@ func loadIdentity(dir, zone string) (*identity, error) {
 	if err != nil {
 		return nil, err
 	}
+	if raw, err = unsealIdentity(raw, kp); err != nil {
+		if errors.Is(err, tpmdev.ErrPCRMismatch) || errors.Is(err, tpmdev.ErrOtherTPM) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrIdentitySealed, file, err)
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrIdentity, file, err)
+	}
 	id, err := parseIdentity(raw, zone)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v; remove it and enroll again with a new join token", ErrIdentity, file, err)
@@ -152,11 +235,17 @@ func loadIdentity(dir, zone string) (*identity, error) {
 	return id, nil
 }
 
-// saveIdentity replaces StateDir's identity atomically and durably.
-func saveIdentity(dir string, key *ecdsa.PrivateKey, chain [][]byte) error {
+// saveIdentity replaces StateDir's identity atomically and durably,
+// sealed with kp when it is not nil.
+func saveIdentity(dir string, key *ecdsa.PrivateKey, chain [][]byte, kp cache.KeyProtector) error {
 	raw, err := encodeIdentity(key, chain)
 	if err != nil {
 		return err
+	}
+	if kp != nil {
+		if raw, err = sealIdentity(raw, kp); err != nil {
+			return err
+		}
 	}
 	return writePrivate(filepath.Join(dir, identityFile), raw)
 }

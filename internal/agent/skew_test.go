@@ -109,7 +109,7 @@ func testClockSkew(t *testing.T, skew time.Duration) {
 			t.Fatalf("online read via %s: %d, stale %d, %v", c.base, status, stale, body)
 		}
 	}
-	id, err := loadIdentity(cfg.StateDir, testZone)
+	id, err := loadIdentity(cfg.StateDir, testZone, nil)
 	if err != nil || id == nil || id.cert == nil {
 		t.Fatalf("identity after enrollment: %v %v", id, err)
 	}
@@ -166,7 +166,7 @@ func testClockSkew(t *testing.T, skew time.Duration) {
 	waitFor(t, "renewal", func() bool { now, _ := os.ReadFile(idFile); return !bytes.Equal(now, before) })
 	clk.advance(-(jump + 3*time.Minute)) // back to the skewed clock
 	time.Sleep(200 * time.Millisecond)   // let a renewal in flight finish
-	renewed, err := loadIdentity(cfg.StateDir, testZone)
+	renewed, err := loadIdentity(cfg.StateDir, testZone, nil)
 	if err != nil || renewed.cert == nil || renewed.key.Equal(id.key) || !renewed.cert.Leaf.NotBefore.After(id.cert.Leaf.NotBefore) {
 		t.Fatalf("renewed identity: %v %v", renewed, err)
 	}

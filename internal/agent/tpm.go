@@ -6,11 +6,17 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
 	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +30,10 @@ import (
 // opened.
 var sealPCRs = []int{0, 1, 2, 3, 4, 5, 6, 7}
 
+// systemEventLog is where Linux exposes the firmware's TCG2 event log of
+// the platform TPM (readable by root only, usually).
+const systemEventLog = "/sys/kernel/security/tpm0/binary_bios_measurements"
+
 // tpmAttestor proves the agent's TPM to the server: at enrollment by
 // credential activation (the AK is in the same TPM as the EK) and a quote,
 // at every renewal by a fresh quote.
@@ -34,6 +44,13 @@ type tpmAttestor struct {
 	ekHash       string // the EK's hash, as zone policies name it
 	clock        func() time.Time
 	last         atomic.Pointer[quoteStatus]
+	// eventLog is the file holding the TPM's event log, sent with every
+	// quote when it exists and is readable; "" means none. It is
+	// systemEventLog for a TPM device and "" for swtpm (a socket): the
+	// firmware's log describes the platform TPM only.
+	eventLog string
+	log      *slog.Logger
+	warned   atomic.Bool // the event log's problem was logged once
 }
 
 // newTPMAttestor attests with dev for cfg's agent.
@@ -46,7 +63,46 @@ func newTPMAttestor(dev *tpmdev.Device, cfg Config) (*tpmAttestor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: tpm: %w", err)
 	}
-	return &tpmAttestor{dev: dev, dir: cfg.StateDir, server: cfg.ServerAddr, zone: cfg.Zone, ekHash: h, clock: cfg.clock()}, nil
+	t := &tpmAttestor{dev: dev, dir: cfg.StateDir, server: cfg.ServerAddr, zone: cfg.Zone, ekHash: h, clock: cfg.clock(), log: cfg.logger()}
+	if cfg.TPM != "" && !strings.Contains(cfg.TPM, "://") {
+		t.eventLog = systemEventLog
+	}
+	return t, nil
+}
+
+// readEventLog returns the TPM's event log, or nil when there is none to
+// send: no path, no file, unreadable or larger than the server accepts
+// (the log is optional; the quote alone still attests). A problem other
+// than a missing file is logged once.
+func (t *tpmAttestor) readEventLog() []byte {
+	if t.eventLog == "" {
+		return nil
+	}
+	skip := func(reason string, err error) []byte {
+		if !t.warned.Swap(true) {
+			t.log.Warn("tpm: attesting without the event log: "+reason, "path", t.eventLog, "err", err)
+		}
+		return nil
+	}
+	f, err := os.Open(t.eventLog)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return skip("cannot open it", err)
+	}
+	defer f.Close()
+	// securityfs reports size 0: read to the end, bounded.
+	b, err := io.ReadAll(io.LimitReader(f, tpm.MaxEventLogBytes+1))
+	switch {
+	case err != nil:
+		return skip("cannot read it", err)
+	case len(b) > tpm.MaxEventLogBytes:
+		return skip(fmt.Sprintf("larger than %d bytes", tpm.MaxEventLogBytes), nil)
+	case len(b) == 0:
+		return nil
+	}
+	return b
 }
 
 // quoteStatus is what the agent shows of its last quote.
@@ -84,7 +140,11 @@ func (t *tpmAttestor) enroll(ctx context.Context, hc *http.Client, key *ecdsa.Pr
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"method": "tpm", "challenge_id": ch.ID, "secret": secret, "quote": q}, nil
+	body := map[string]any{"method": "tpm", "challenge_id": ch.ID, "secret": secret, "quote": q}
+	if log := t.readEventLog(); log != nil {
+		body["event_log"] = log
+	}
+	return body, nil
 }
 
 func (t *tpmAttestor) renew(ctx context.Context, hc *http.Client, key *ecdsa.PrivateKey, body map[string]any) error {
@@ -100,6 +160,9 @@ func (t *tpmAttestor) renew(ctx context.Context, hc *http.Client, key *ecdsa.Pri
 		return err
 	}
 	body["challenge_id"], body["quote"] = ch.ID, q
+	if log := t.readEventLog(); log != nil {
+		body["event_log"] = log
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/pem"
 	"encoding/hex"
 	"log/slog"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgevault/edgevault/internal/agent/cache/keyfile"
 	"github.com/edgevault/edgevault/internal/tpmdev"
 	"github.com/edgevault/edgevault/internal/tpmdev/swtpmtest"
 )
@@ -95,7 +97,40 @@ func TestAgentTPMAttestation(t *testing.T) {
 		return !bytes.Equal(now, before)
 	})
 
-	// The boot state changes (PCR 7 extended) while the agent is down.
+	// The zone no longer allows this boot state; asked to re-attest, the
+	// agent's fresh quote fails the policy: it is quarantined, with why.
+	policy := func(pcr7 string) {
+		t.Helper()
+		if _, err := cp.admin.Logical().Write("sys/zones/"+testZone+"/attestation", map[string]any{
+			"ek_hashes": []string{ekHash}, "pcrs": []int{0, 1, 2, 3, 4, 5, 6, 7},
+			"allowed_pcr_sets": []map[string]string{{"7": pcr7}}, "max_quote_age": "2m",
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy(strings.Repeat("ff", 32))
+	if _, err := cp.zone.Logical().Write("sys/agents/"+wantID+"/reattest", nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the agent quarantined", func() bool {
+		r, err := cp.zone.Logical().Read("sys/agents/" + wantID)
+		return err == nil && r.Data["status"] == "quarantined"
+	})
+	r, _ := cp.zone.Logical().Read("sys/agents/" + wantID)
+	if reason, _ := r.Data["status_reason"].(string); !strings.Contains(reason, "re-attestation failed") || !strings.Contains(reason, "PCR") {
+		t.Fatalf("quarantine reason: %q", reason)
+	}
+	waitFor(t, "the agent no longer online", func() bool { _, h := health(t, ag.info); return h["mode"] != "online" })
+
+	// Released, with the policy back; then the boot state changes (PCR 7
+	// extended) while the agent is down. Its identity and its cache were
+	// sealed to the old boot state: it cannot open them, says so, and
+	// tries to enroll again with its TPM — refused, the new PCR 7 being
+	// one the zone does not allow. It holds nothing to serve.
+	policy(pcr7)
+	if _, err := cp.zone.Logical().Delete("sys/agents/" + wantID + "/quarantine"); err != nil {
+		t.Fatal(err)
+	}
 	if err := ag.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -105,24 +140,65 @@ func TestAgentTPMAttestation(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	serial = r.Data["cert_serial"]
 	ag = startAgent(t, cfg)
-	if !strings.Contains(logs.String(), "sealed to another TPM or another boot state") {
-		t.Fatalf("the agent did not say its cache was sealed to another boot state; log:\n%s", logs.String())
+	for _, want := range []string{"identity sealed to another TPM or another boot state", "cache sealed to another TPM or another boot state"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Fatalf("the agent did not say %q; log:\n%s", want, logs.String())
+		}
 	}
-	// It re-attests before syncing again: the quote shows the new PCR 7.
-	waitFor(t, "the agent quarantined", func() bool {
-		r, err := cp.zone.Logical().Read("sys/agents/" + wantID)
-		return err == nil && r.Data["status"] == "quarantined"
-	})
-	r, _ := cp.zone.Logical().Read("sys/agents/" + wantID)
-	if reason, _ := r.Data["status_reason"].(string); !strings.Contains(reason, "re-attestation failed") || !strings.Contains(reason, "PCR") {
-		t.Fatalf("quarantine reason: %q", reason)
+	waitFor(t, "the re-enrollment refused", func() bool { return strings.Contains(logs.String(), "PCR values not allowed") })
+	if _, h := health(t, ag.info); h["mode"] != "isolated" || h["agent_id"] != "" {
+		t.Fatalf("after a refused re-enrollment: %v", h)
 	}
-	// Quarantined: the server refuses its stream and its renewals.
-	waitFor(t, "the agent no longer online", func() bool { _, h := health(t, ag.info); return h["mode"] != "online" })
+	if r, _ := cp.zone.Logical().Read("sys/agents/" + wantID); r.Data["cert_serial"] != serial {
+		t.Fatalf("a certificate was issued after the boot change: %v", r.Data)
+	}
 }
 
 // slogTo is a debug logger writing to w.
 func slogTo(w *logBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// A sealed identity round-trips through its protector; a flipped byte, or
+// another protector, does not open it; an unsealed file reads as it is.
+func TestSealedIdentity(t *testing.T) {
+	dir := t.TempDir()
+	kp, err := keyfile.Open(filepath.Join(dir, "k1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := keyfile.Open(filepath.Join(dir, "k2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+	sealed, err := sealIdentity(plain, kp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte("AAAA\n-----END PRIVATE KEY")) {
+		t.Fatal("the sealed identity holds the key in clear")
+	}
+	if got, err := unsealIdentity(sealed, kp); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("unseal: %q %v", got, err)
+	}
+	if _, err := unsealIdentity(sealed, other); err == nil {
+		t.Fatal("another protector opened the identity")
+	}
+	if _, err := unsealIdentity(sealed, nil); err == nil {
+		t.Fatal("a sealed identity opened without a TPM")
+	}
+	blk, _ := pem.Decode(sealed)
+	blk.Bytes[len(blk.Bytes)-1] ^= 1
+	if _, err := unsealIdentity(pem.EncodeToMemory(blk), kp); err == nil {
+		t.Fatal("a tampered sealed identity opened")
+	}
+	if _, err := unsealIdentity(bytes.Replace(sealed, []byte("\n\n"), []byte("\n\n!"), 1), kp); err == nil {
+		t.Fatal("a sealed identity that is not valid PEM was read as a plain one")
+	}
+	if got, err := unsealIdentity(plain, kp); err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("an unsealed identity: %q %v", got, err)
+	}
 }

@@ -109,6 +109,7 @@ func serveAttest(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 			ChallengeID string    `json:"challenge_id"`
 			Secret      []byte    `json:"secret"` // base64: what TPM2_ActivateCredential released
 			Quote       *tpmQuote `json:"quote"`
+			EventLog    []byte    `json:"event_log"` // base64: the TPM's TCG2 event log, optional
 		}
 		if err := remarshal(req.Data, &body); err != nil {
 			s.writeError(w, r, err)
@@ -127,7 +128,7 @@ func serveAttest(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 				return
 			}
 			var evidence []byte
-			if evidence, err = tpmEvidence(body.Secret, body.Quote, pub); err != nil {
+			if evidence, err = tpmEvidence(body.Secret, body.Quote, body.EventLog, pub); err != nil {
 				s.writeError(w, r, err)
 				return
 			}
@@ -148,7 +149,7 @@ func serveAttest(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 			}
 			var reattest attest.Reattest
 			if body.ChallengeID != "" {
-				evidence, err := tpmEvidence(nil, body.Quote, pub)
+				evidence, err := tpmEvidence(nil, body.Quote, body.EventLog, pub)
 				if err != nil {
 					s.writeError(w, r, err)
 					return
@@ -213,7 +214,7 @@ func attestError(err error) error {
 		attest.ErrAgentQuarantined, attest.ErrAgentRevoked, attest.ErrCertSuperseded, attest.ErrInvalidAgentID,
 		attest.ErrInvalidKey, attest.ErrAttestation, tpm.ErrNoPolicy, tpm.ErrInvalidPolicy, tpm.ErrEvidence,
 		tpm.ErrEKNotAllowed, tpm.ErrAKAttributes, tpm.ErrActivation, tpm.ErrNonce, tpm.ErrQuoteSignature,
-		tpm.ErrPCRSelection, tpm.ErrPCRValues,
+		tpm.ErrPCRSelection, tpm.ErrPCRValues, tpm.ErrEventLog,
 	} {
 		if errors.Is(err, e) {
 			return logical.InvalidRequest("%s", strings.TrimPrefix(err.Error(), "attest: "))
@@ -320,6 +321,12 @@ func agentOutput(a attest.Agent, td string) map[string]any {
 	}
 	if a.Method == attest.MethodTPM {
 		out["ek_hash"], out["last_quote"], out["pcr_digest"] = a.Claims["ek_hash"], a.Claims["quote_time"], a.Claims["pcr_digest"]
+		// From the event log of the last quote, when the agent sent one.
+		for _, k := range []string{"event_log_events", "secure_boot"} {
+			if v, ok := a.Claims[k]; ok {
+				out[k] = v
+			}
+		}
 		if !a.ReattestBy.IsZero() {
 			out["reattest_by"] = a.ReattestBy.UTC().Format(time.RFC3339)
 		}

@@ -22,9 +22,9 @@ import (
 //
 //	GET/POST/DELETE sys/zones/:name/attestation   the zone's TPM attestation policy (root zone, sudo)
 //	POST auth/attest/tpm/challenge   {ek_public, ek_certificate, ak_public}   no token: a credential challenge
-//	POST auth/attest/enroll          {method: "tpm", challenge_id, secret, quote, public_key}
+//	POST auth/attest/enroll          {method: "tpm", challenge_id, secret, quote, event_log, public_key}
 //	POST auth/attest/renew/challenge mTLS: a re-attestation nonce for a TPM agent
-//	POST auth/attest/renew           {public_key, challenge_id, quote}   mTLS; TPM agents must re-attest
+//	POST auth/attest/renew           {public_key, challenge_id, quote, event_log}   mTLS; TPM agents must re-attest
 //	POST sys/agents/:id/reattest     asks the agent, over its sync stream, to re-attest now
 
 // tpmPolicyKey is where a zone's TPM attestation policy is stored, in the
@@ -123,9 +123,10 @@ type tpmQuote struct {
 }
 
 // tpmEvidence builds the attestor's evidence from a request's answer to a
-// challenge and the public key the certificate is for, so that the quote
-// is checked against the key the server is about to certify.
-func tpmEvidence(secret []byte, q *tpmQuote, pub any) ([]byte, error) {
+// challenge (the secret, the quote and the optional TCG event log) and the
+// public key the certificate is for, so that the quote is checked against
+// the key the server is about to certify.
+func tpmEvidence(secret []byte, q *tpmQuote, eventLog []byte, pub any) ([]byte, error) {
 	if q == nil {
 		return nil, logical.InvalidRequest("quote is required: the TPM's quote over the challenge's nonce")
 	}
@@ -133,7 +134,7 @@ func tpmEvidence(secret []byte, q *tpmQuote, pub any) ([]byte, error) {
 	if err != nil {
 		return nil, logical.InvalidRequest("public_key: %v", err)
 	}
-	return json.Marshal(tpm.AttestEvidence{Secret: secret, PublicKeyDER: der,
+	return json.Marshal(tpm.AttestEvidence{Secret: secret, PublicKeyDER: der, EventLog: eventLog,
 		Quote: tpm.QuoteEvidence{Attest: q.Attest, Signature: q.Signature, PCRs: q.PCRs}})
 }
 
@@ -190,12 +191,13 @@ func (s *Server) tpmReattestChallenge(ctx context.Context, u *unsealed, c *core,
 
 // tpmReattest is the re-attestation check of a renewal that answers
 // challenge id with evidence. Evidence against the agent (a quote that
-// does not verify, PCR values or an EK the policy does not allow) is
+// does not verify, PCR values or an EK the policy does not allow, an event
+// log that does not replay to the quote) is
 // attest.ErrReattestFailed, which quarantines it.
 func (s *Server) tpmReattest(u *unsealed, id string, evidence []byte, now time.Time) attest.Reattest {
 	return func(ctx context.Context, a attest.Agent) (map[string]string, error) {
 		got, err := u.tpm.VerifyReattest(ctx, a.Zone, id, evidence, now)
-		for _, bad := range []error{tpm.ErrActivation, tpm.ErrQuoteSignature, tpm.ErrPCRSelection, tpm.ErrPCRValues, tpm.ErrEKNotAllowed, tpm.ErrAKAttributes} {
+		for _, bad := range []error{tpm.ErrActivation, tpm.ErrQuoteSignature, tpm.ErrPCRSelection, tpm.ErrPCRValues, tpm.ErrEventLog, tpm.ErrEKNotAllowed, tpm.ErrAKAttributes} {
 			if errors.Is(err, bad) {
 				return nil, fmt.Errorf("%w: %w", attest.ErrReattestFailed, err)
 			}

@@ -153,13 +153,19 @@ func (a *Attestor) Begin(ctx context.Context, zone string, evidence []byte, now 
 // "ek_hash", "ak_public" (base64 TPMT_PUBLIC: the AK that re-attestations
 // must use), "pcr_digest" (hex), "pcr_set" (index of the allowed set
 // matched, when the policy has sets), "quote_time" (RFC 3339, req.Now) and
-// "tls_key_sha256" (hex SHA-256 of PublicKeyDER). The caller must check
+// "tls_key_sha256" (hex SHA-256 of PublicKeyDER); with an event log,
+// "event_log_events" (its number of events) and "secure_boot" ("enabled"
+// or "disabled", when the log measures the SecureBoot variable into a
+// quoted PCR). The caller must check
 // that the key it certifies hashes to tls_key_sha256: that is what binds
 // the certificate to this attestation.
 //
+// An event log, when the evidence has one, must replay to the quoted
+// values of the PCRs it covers (CheckEventLog).
+//
 // Errors wrap attest.ErrAttestation and ErrNonce, ErrActivation,
-// ErrEvidence, ErrNoPolicy, ErrQuoteSignature, ErrPCRSelection or
-// ErrPCRValues.
+// ErrEvidence, ErrNoPolicy, ErrQuoteSignature, ErrPCRSelection,
+// ErrPCRValues or ErrEventLog.
 func (a *Attestor) Attest(ctx context.Context, req attest.Request) (attest.Identity, error) {
 	id, err := a.verify(ctx, kindEnroll, req.Zone, req.Challenge, req.Evidence, req.Now)
 	if err != nil {
@@ -214,7 +220,8 @@ func (a *Attestor) ReattestChallenge(ctx context.Context, zone, agentID string, 
 // spends the challenge first, then verifies the quote against the stored
 // AK and the zone's current policy. The identity names the agent the
 // challenge was made for; its claims are "ak_public", "pcr_digest",
-// "pcr_set", "quote_time" and "tls_key_sha256" (as in Attest). Errors wrap
+// "pcr_set", "quote_time", "tls_key_sha256" and the event log's (as in
+// Attest). Errors wrap
 // attest.ErrAttestation and the sentinels Attest returns.
 func (a *Attestor) VerifyReattest(ctx context.Context, zone, challengeID string, evidence []byte, now time.Time) (attest.Identity, error) {
 	id, err := a.verify(ctx, kindReattest, zone, challengeID, evidence, now)
@@ -269,6 +276,16 @@ func (a *Attestor) verify(ctx context.Context, kind, zone, id string, evidence [
 	if err != nil {
 		return attest.Identity{}, err
 	}
+	// The event log is optional; when sent, it must explain the quoted
+	// values it covers (q.PCRs are the values VerifyQuote just checked).
+	var logRes *EventLogResult
+	if len(ev.EventLog) > 0 {
+		r, err := CheckEventLog(ev.EventLog, q.PCRs)
+		if err != nil {
+			return attest.Identity{}, err
+		}
+		logRes = &r
+	}
 	tlsKey := sha256.Sum256(ev.PublicKeyDER)
 	claims := map[string]string{
 		"ak_public":      base64.StdEncoding.EncodeToString(rec.AKPublic),
@@ -287,6 +304,12 @@ func (a *Attestor) verify(ctx context.Context, kind, zone, id string, evidence [
 	}
 	if res.AllowedSet >= 0 {
 		claims["pcr_set"] = fmt.Sprint(res.AllowedSet)
+	}
+	if logRes != nil {
+		claims["event_log_events"] = fmt.Sprint(logRes.Events)
+		if logRes.SecureBoot != "" {
+			claims["secure_boot"] = logRes.SecureBoot
+		}
 	}
 	return attest.Identity{
 		AgentID:  rec.AgentID,

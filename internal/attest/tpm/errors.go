@@ -41,4 +41,10 @@ var (
 	// ErrPCRValues is returned when the reported PCR values do not hash to
 	// the quoted digest, or match none of the policy's allowed sets.
 	ErrPCRValues = errors.New("PCR values not allowed")
+	// ErrEventLog is returned for an event log that cannot be parsed (not
+	// a TCG2 crypto-agile log with a SHA-256 bank), that does not replay
+	// to the quoted value of a PCR it covers, or whose SecureBoot
+	// measurement does not match its data; the message names the PCR or
+	// event.
+	ErrEventLog = errors.New("event log does not match the quote")
 )

@@ -9,8 +9,9 @@ import (
 	"fmt"
 )
 
-// MaxEvidenceBytes bounds the evidence JSON Begin and Attest accept.
-const MaxEvidenceBytes = 64 << 10
+// MaxEvidenceBytes bounds the evidence JSON Begin and Attest accept: 64
+// KiB, and room for an event log of MaxEventLogBytes in base64.
+const MaxEvidenceBytes = 64<<10 + (MaxEventLogBytes+2)/3*4
 
 // MaxTLSKeyBytes bounds AttestEvidence.PublicKeyDER.
 const MaxTLSKeyBytes = 4096
@@ -63,6 +64,11 @@ type AttestEvidence struct {
 	// PublicKeyDER is the PKIX DER of the TLS public key the agent wants
 	// its certificate for.
 	PublicKeyDER []byte `json:"public_key_der"`
+	// EventLog is the TPM's TCG2 crypto-agile event log (Linux:
+	// /sys/kernel/security/tpm0/binary_bios_measurements), optional, at
+	// most MaxEventLogBytes. When present it must replay to the quoted
+	// values of the PCRs it covers (CheckEventLog).
+	EventLog []byte `json:"event_log,omitempty"`
 }
 
 // ParseBeginEvidence decodes and bounds Begin's evidence. Unknown fields
@@ -103,6 +109,7 @@ func ParseAttestEvidence(b []byte) (AttestEvidence, Quote, error) {
 			PCRs      map[string]string `json:"pcrs"`
 		} `json:"quote"`
 		PublicKeyDER string `json:"public_key_der"`
+		EventLog     string `json:"event_log"`
 	}
 	if err := decodeEvidence(b, &w); err != nil {
 		return AttestEvidence{}, Quote{}, err
@@ -117,6 +124,9 @@ func ParseAttestEvidence(b []byte) (AttestEvidence, Quote, error) {
 	}
 	if _, err := x509.ParsePKIXPublicKey(e.PublicKeyDER); err != nil {
 		return AttestEvidence{}, Quote{}, fmt.Errorf("%w: public_key_der: %v", ErrEvidence, err)
+	}
+	if e.EventLog, err = decodeB64("event_log", w.EventLog, 0, MaxEventLogBytes); err != nil {
+		return AttestEvidence{}, Quote{}, err
 	}
 	if e.Quote.Attest, err = decodeB64("quote.attest", w.Quote.Attest, 1, maxAttestBytes); err != nil {
 		return AttestEvidence{}, Quote{}, err
