@@ -3,8 +3,8 @@ package agent
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/pem"
 	"encoding/hex"
+	"encoding/pem"
 	"log/slog"
 	"os"
 	"path/filepath"

@@ -29,6 +29,13 @@
 //     selection, that the reported PCR values hash to the quoted digest,
 //     and that they match one of the policy's allowed sets.
 //
+// The agent may add the TPM's TCG2 event log (the firmware's list of
+// measurements). The log proves nothing by itself; CheckEventLog replays
+// its SHA-256 digests and requires every quoted PCR it covers to come out
+// at the quoted value, so the events then explain values the TPM signed
+// (and yield claims such as the Secure Boot state). A log that does not
+// replay is ErrEventLog.
+//
 // The challenge is single use: Attest deletes it before checking anything,
 // so a wrong answer spends it, and a replayed answer finds nothing
 // (ErrNonce). It also expires after the policy's MaxQuoteAge.

@@ -246,7 +246,7 @@ type EventLogResult struct {
 // values of a verified quote: every quoted PCR the log covers must replay
 // to its quoted value. PCRs the log does not cover, or that are not
 // quoted, are not judged. The SecureBoot variable's event, when its PCR is
-// quoted, must also carry the SHA-256 of its data, so that its value is
+// quoted (PCR 7), must also carry the SHA-256 of its data, so that its value is
 // authenticated. Errors wrap ErrEventLog and name the PCR or event at
 // fault.
 func CheckEventLog(log []byte, quoted map[int][]byte) (EventLogResult, error) {
@@ -267,7 +267,7 @@ func CheckEventLog(log []byte, quoted map[int][]byte) (EventLogResult, error) {
 		res.PCRs = append(res.PCRs, n)
 	}
 	for _, e := range l.Events {
-		if e.Type != EventEFIVariableDriverConfig {
+		if e.Type != EventEFIVariableDriverConfig || e.PCR != 7 {
 			continue
 		}
 		if _, ok := quoted[e.PCR]; !ok {
