@@ -44,7 +44,9 @@ func TestReattestation(t *testing.T) {
 	if _, err := e.svc.Renew(ctx, chain, &newKey(t).PublicKey, at, nil); !errors.Is(err, attest.ErrAttestation) || !strings.Contains(err.Error(), "fresh quote") {
 		t.Fatalf("renewal without re-attestation: %v", err)
 	}
-	expired := func(context.Context, attest.Agent) (map[string]string, error) { return nil, errors.New("challenge expired") }
+	expired := func(context.Context, attest.Agent) (map[string]string, error) {
+		return nil, errors.New("challenge expired")
+	}
 	if _, err := e.svc.Renew(ctx, chain, &newKey(t).PublicKey, at, expired); !errors.Is(err, attest.ErrAttestation) {
 		t.Fatalf("renewal with an expired challenge: %v", err)
 	}
