@@ -272,8 +272,9 @@ func (a *applier) opsFor(ev *syncproto.Event, ops []cache.Op) []cache.Op {
 		ops = append(ops, cache.Op{Kind: cache.OpDelete, Path: metaPath(p)})
 		var pm pathMetadata
 		if t := bytes.TrimLeft(ev.Metadata, " \t\r\n"); len(t) > 0 && t[0] == '{' && json.Unmarshal(ev.Metadata, &pm) == nil {
+			// The path's metadata is read rarely: kept on disk, out of memory.
 			ops = append(ops, cache.Op{Kind: cache.OpUpsert, Path: metaPath(p), Version: ev.Version,
-				Data: ev.Metadata, Metadata: emptyObject, MaxStale: ev.MaxStale})
+				Data: ev.Metadata, Metadata: emptyObject, MaxStale: ev.MaxStale, OnDisk: true})
 			// Deletion times are on the server's clock: judge them by the
 			// event's, not by the agent's (which may be behind).
 			at := ev.Time

@@ -67,6 +67,10 @@ type Op struct {
 	Metadata json.RawMessage
 	// MaxStale, positive, for OpUpsert and OpSetMaxStale.
 	MaxStale time.Duration
+	// OnDisk, for OpUpsert, keeps the version out of the memory index: Get
+	// reads it back from the file (a few µs instead of a memory read). For
+	// what is read rarely, such as metadata, to keep the agent small.
+	OnDisk bool
 }
 
 // versionMetadata is the part of Op.Metadata the cache checks and indexes.
@@ -195,6 +199,7 @@ func (b *batch) upsert(op *Op, rec versionRec) error {
 	ne.rec.syncedAt = b.now
 
 	// The in-memory entry aliases one fresh plaintext buffer, never the caller's slices.
+	rec.onDisk = op.OnDisk
 	pt := rec.encode()
 	rec, err := decodeVersion(pt)
 	if err != nil {
@@ -204,6 +209,7 @@ func (b *batch) upsert(op *Op, rec versionRec) error {
 	if err := b.put(b.versions, bucketVersions, versionKey(op.Path, v), seal(b.c.aead, b.ad, pt)); err != nil {
 		return err
 	}
+	rec = rec.inMemory()
 	if i, ok := ne.find(v); ok {
 		ne.versions[i].versionRec = rec
 	} else {

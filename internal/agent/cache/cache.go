@@ -508,7 +508,7 @@ func (c *Cache) loadRecords(sb, pb, vb *bbolt.Bucket, fresh bool) error {
 			return nil
 		}
 		// Keys are sorted by path then big-endian version: appends stay ascending.
-		pe.versions = append(pe.versions, verEntry{version: version, versionRec: rec})
+		pe.versions = append(pe.versions, verEntry{version: version, versionRec: rec.inMemory()})
 		return nil
 	})
 	if err != nil {
@@ -584,7 +584,7 @@ func unixTime(n int64) time.Time {
 }
 
 // Get returns a cached version of path; version 0 means the current one.
-// It reads memory only. Errors: ErrNotCached, ErrTooStale (the entry exists
+// It reads memory only, but for versions kept on disk (Op.OnDisk). Errors: ErrNotCached, ErrTooStale (the entry exists
 // but Clock() is more than its max_stale past SyncedAt), ErrTampered,
 // ErrClosed. Deleted and destroyed versions are returned (see Entry).
 func (c *Cache) Get(path string, version int) (Entry, error) {
@@ -614,17 +614,55 @@ func (c *Cache) Get(path string, version int) (Entry, error) {
 			path, v, age.Round(time.Second), time.Duration(pe.rec.maxStale), ErrTooStale)
 	}
 	ve := &pe.versions[i]
+	data, meta := ve.data, ve.meta
+	if ve.onDisk {
+		var err error
+		if data, meta, err = c.readOnDisk(path, v); err != nil {
+			return Entry{}, err
+		}
+	}
 	return Entry{
 		Path:         path,
 		Version:      int(v),
-		Data:         ve.data,
-		Metadata:     ve.meta,
+		Data:         data,
+		Metadata:     meta,
 		Destroyed:    ve.destroyed,
 		DeletionTime: unixTime(ve.deletion),
 		MaxStale:     time.Duration(pe.rec.maxStale),
 		SyncedAt:     time.Unix(0, synced),
 		Age:          age,
 	}, nil
+}
+
+// readOnDisk reads back a version kept out of the memory index. A record
+// that no longer authenticates is ErrTampered (and stays unserved).
+func (c *Cache) readOnDisk(path string, v uint64) (data, meta []byte, err error) {
+	c.wmu.Lock() // Release may swap the file handle
+	defer c.wmu.Unlock()
+	if c.isClosed() {
+		return nil, nil, ErrClosed
+	}
+	err = c.db.View(func(tx *bbolt.Tx) error {
+		vb := tx.Bucket(bucketVersions)
+		if vb == nil {
+			return fmt.Errorf("cache: %q version %d: %w", path, v, ErrNotCached)
+		}
+		env := vb.Get(versionKey(path, v))
+		if env == nil {
+			return fmt.Errorf("cache: %q version %d: %w", path, v, ErrNotCached)
+		}
+		pt, err := open(c.aead, appendAD(nil, kindVersion, c.zone, path, v), env)
+		if err != nil {
+			return fmt.Errorf("cache: %q version %d: %w", path, v, ErrTampered)
+		}
+		rec, err := decodeVersion(pt) // pt is a fresh buffer: the result outlives the transaction
+		if err != nil {
+			return fmt.Errorf("cache: %q version %d: %w: %v", path, v, ErrTampered, err)
+		}
+		data, meta = rec.data, rec.meta
+		return nil
+	})
+	return data, meta, err
 }
 
 // missing returns ErrTampered for a path whose records were dropped at Open

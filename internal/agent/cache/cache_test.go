@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -500,4 +503,42 @@ func TestRelease(t *testing.T) {
 	if err := c.Release(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("release after close: %v", err)
 	}
+}
+
+// A version kept on disk is not in the memory index, reads back whole
+// (also after a reopen), and a record altered at rest is not served.
+func TestOnDisk(t *testing.T) {
+	e := newEnv(t)
+	c := e.open()
+	op := upsert("meta", 1, time.Hour)
+	op.OnDisk = true
+	mustApply(t, c, 1, op, upsert("data", 1, time.Hour))
+	mustGet(t, c, "meta", 0, 1)
+	mustGet(t, c, "data", 0, 1)
+	inMemory := func(c *Cache, path string) bool {
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		return c.paths[path].versions[0].data != nil
+	}
+	if inMemory(c, "meta") || !inMemory(c, "data") {
+		t.Fatalf("on-disk version in memory: %v; in-memory version absent: %v", inMemory(c, "meta"), !inMemory(c, "data"))
+	}
+	c = e.reopen(c)
+	mustGet(t, c, "meta", 0, 1)
+	if inMemory(c, "meta") {
+		t.Fatal("on-disk version loaded into memory at open")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	editFile(t, e.file, func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketVersions)
+		k := versionKey("meta", 1)
+		v := bytes.Clone(b.Get(k))
+		v[len(v)/2] ^= 0x01
+		return b.Put(k, v)
+	})
+	c = e.open()
+	wantErr(t, getErr(c, "meta"), ErrTampered)
+	mustGet(t, c, "data", 0, 1)
 }

@@ -51,6 +51,9 @@ const (
 	adLabel = "edgevault agent cache v1"
 
 	flagDestroyed byte = 1
+	// flagOnDisk marks a record kept out of the memory index: Get reads it
+	// back from the file (Op.OnDisk).
+	flagOnDisk byte = 2
 
 	stateLen = 1 + 8 + 8 + 32
 	pathLen  = 1 + 8 + 8 + 8
@@ -157,6 +160,7 @@ func decodePath(b []byte) (pathRec, error) {
 // decrypted plaintext: one allocation per record.
 type versionRec struct {
 	destroyed bool
+	onDisk    bool  // data and meta are not held in memory: read them from the file
 	deletion  int64 // unix nanoseconds; 0 = not deleted
 	data      []byte
 	meta      []byte
@@ -167,6 +171,9 @@ func (v *versionRec) encode() []byte {
 	var flags byte
 	if v.destroyed {
 		flags |= flagDestroyed
+	}
+	if v.onDisk {
+		flags |= flagOnDisk
 	}
 	b = append(b, recordFormat, flags)
 	b = binary.BigEndian.AppendUint64(b, uint64(v.deletion))
@@ -181,10 +188,10 @@ func decodeVersion(b []byte) (versionRec, error) {
 	if len(b) < 10 || b[0] != recordFormat {
 		return versionRec{}, fmt.Errorf("%w: version record header", errMalformed)
 	}
-	if b[1]&^flagDestroyed != 0 {
+	if b[1]&^(flagDestroyed|flagOnDisk) != 0 {
 		return versionRec{}, fmt.Errorf("%w: version record: unknown flags %#x", errMalformed, b[1])
 	}
-	v := versionRec{destroyed: b[1]&flagDestroyed != 0, deletion: int64(binary.BigEndian.Uint64(b[2:10]))}
+	v := versionRec{destroyed: b[1]&flagDestroyed != 0, onDisk: b[1]&flagOnDisk != 0, deletion: int64(binary.BigEndian.Uint64(b[2:10]))}
 	rest := b[10:]
 	var err error
 	if v.data, rest, err = lengthPrefixed(rest, "data"); err != nil {
@@ -289,4 +296,13 @@ func (t *termer) term(bucket, key, value []byte) [32]byte {
 	t.mac.Sum(t.buf[:0])
 	copy(out[:], t.buf[:])
 	return out
+}
+
+// inMemory is what the memory index keeps of v: all of it, or, for a
+// record kept on disk, everything but its data and metadata.
+func (v versionRec) inMemory() versionRec {
+	if v.onDisk {
+		v.data, v.meta = nil, nil
+	}
+	return v
 }
