@@ -317,11 +317,10 @@ func loadToken(file string) (string, error) {
 	return tok, nil
 }
 
-// openCache opens the cache. A corrupted file, or one whose key the key
-// file no longer unwraps, is removed: the agent re-syncs from scratch.
-// openCache opens the cache, replacing one that cannot be used; sealed
-// reports that it was sealed to another TPM or boot state (the agent must
-// re-attest before it syncs again).
+// openCache opens the cache. A corrupted file, or one whose key kp no
+// longer unwraps, is removed: the agent re-syncs from scratch. sealed
+// reports that the key was sealed to another TPM or boot state (the agent
+// must re-attest before it syncs again).
 func openCache(cfg Config, kp cache.KeyProtector, log *slog.Logger, clock func() time.Time) (c *cache.Cache, sealed bool, err error) {
 	file := filepath.Join(cfg.StateDir, cacheFile)
 	opts := cache.Options{Zone: cfg.Zone, Clock: clock, Logger: log}

@@ -28,9 +28,10 @@ func TestExpiryOnTime(t *testing.T) {
 			if late := at.Sub(l.ExpireTime); late < 0 || late > 100*time.Millisecond {
 				t.Errorf("lease ttl %s revoked %s after its expiry, want within [0, 100ms]", l.TTL, late)
 			}
-			if _, err := m.Lookup(t.Context(), l.ID); !errors.Is(err, ErrNotFound) {
-				t.Errorf("Lookup(revoked %s) = %v, want ErrNotFound", l.ID, err)
-			}
+			waitFor(t, time.Second, "deletion after revocation", func() bool {
+				_, err := m.Lookup(t.Context(), l.ID)
+				return errors.Is(err, ErrNotFound)
+			})
 		}
 		if got, err := m.Lookup(t.Context(), long.ID); err != nil || got.ID != long.ID || r.revokedCount(long.ID) != 0 {
 			t.Errorf("long lease: Lookup = %+v, %v; revoked %d times", got, err, r.revokedCount(long.ID))
@@ -194,13 +195,11 @@ func TestRevokeFailingRetriedWithBackoff(t *testing.T) {
 		}
 		r.setFail(false)
 		waitFor(t, time.Second, "revocation after engine recovered", func() bool { return r.revokedCount(l.ID) == 1 })
-		waitFor(t, time.Second, "failing list to empty", func() bool {
+		waitFor(t, time.Second, "lease deleted and failing list empty", func() bool {
 			f, err := m.Failing(t.Context())
-			return err == nil && len(f) == 0
+			_, lerr := m.Lookup(t.Context(), l.ID)
+			return err == nil && len(f) == 0 && errors.Is(lerr, ErrNotFound)
 		})
-		if _, err := m.Lookup(t.Context(), l.ID); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Lookup after revoke = %v", err)
-		}
 	})
 }
 
