@@ -20,8 +20,9 @@ const (
 	DefaultRetryMax = 10 * time.Minute
 	// DefaultRevokeTimeout bounds one engine Revoke or Renew call.
 	DefaultRevokeTimeout = 30 * time.Second
-	// DefaultWorkers is how many expired leases are revoked at once.
-	DefaultWorkers = 16
+	// DefaultWorkers is how many expired leases are revoked at once. Many
+	// concurrent revocations let the storage backend group their commits.
+	DefaultWorkers = 64
 	// DefaultMaxTTL is the cap of leases registered with MaxTTL 0 (Vault's
 	// system max_lease_ttl default, 32 days).
 	DefaultMaxTTL = 768 * time.Hour

@@ -147,7 +147,7 @@ func (m *Manager) expire(ctx context.Context, e entry) {
 	if err != nil {
 		if ctx.Err() == nil {
 			m.cfg.Logger.Error("lease: expiry: cannot read lease; retrying", "lease_id", e.id, "error", err)
-			m.enqueue(m.cfg.Now().Add(m.cfg.RetryMin), e.id)
+			m.retrySoon(e.id)
 		}
 		return
 	}

@@ -41,15 +41,16 @@ func New(cfg Config) (*Manager, error) {
 
 // Register validates l, completes it and stores it durably, then queues
 // its expiry. The caller sets Path, TTL, and optionally ID (else generated
-// as Path+"/"+24 random characters), MaxTTL (0 means Config.DefaultMaxTTL),
+// as Path+"/"+24 characters, see newSuffix), MaxTTL (0 means Config.DefaultMaxTTL),
 // IssueTime (zero means now), Renewable, TokenAccessor and Data. Failure
 // fields are reset. It returns the lease as stored.
 func (m *Manager) Register(ctx context.Context, l Lease) (Lease, error) {
 	if err := m.validateNew(&l); err != nil {
 		return Lease{}, err
 	}
-	if l.ID == "" {
-		suffix, err := randomSuffix(m.cfg.Rand)
+	generated := l.ID == ""
+	if generated {
+		suffix, err := newSuffix(m.cfg.Now(), m.cfg.Rand)
 		if err != nil {
 			return Lease{}, fmt.Errorf("lease: register %q: generate id: %w", l.Path, err)
 		}
@@ -65,11 +66,13 @@ func (m *Manager) Register(ctx context.Context, l Lease) (Lease, error) {
 
 	unlock := m.locks.Lock(l.ID)
 	defer unlock()
-	switch _, err := m.cfg.Store.Get(ctx, idKey(l.ID)); {
-	case err == nil:
-		return Lease{}, fmt.Errorf("lease: register: id: %w: %q", ErrExists, l.ID)
-	case !errors.Is(err, storage.ErrNotFound):
-		return Lease{}, fmt.Errorf("lease: register %q: %w", l.ID, err)
+	if !generated { // a generated id has 95 random bits: no collision check
+		switch _, err := m.cfg.Store.Get(ctx, idKey(l.ID)); {
+		case err == nil:
+			return Lease{}, fmt.Errorf("lease: register: id: %w: %q", ErrExists, l.ID)
+		case !errors.Is(err, storage.ErrNotFound):
+			return Lease{}, fmt.Errorf("lease: register %q: %w", l.ID, err)
+		}
 	}
 	rec, err := json.Marshal(&l)
 	if err != nil {
@@ -124,12 +127,22 @@ func (m *Manager) validateNew(l *Lease) error {
 	return nil
 }
 
-const idAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+// idAlphabet is base62 in ASCII order, so encoded numbers sort as strings.
+const idAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
-// randomSuffix returns 24 base62 characters (≈142 bits), drawn without
-// modulo bias.
-func randomSuffix(r io.Reader) (string, error) {
-	out := make([]byte, 0, 24)
+// newSuffix returns a 24-character base62 lease id suffix: 8 characters of
+// the issue time in milliseconds, then 16 random ones (≈95 bits, drawn
+// without modulo bias). The time prefix makes ids under one path sort by
+// issue time, so a B+tree backend appends new leases to the same pages
+// instead of dirtying a random page per lease (lease ids are handles, not
+// secrets: Vault's lookup shows the issue time anyway).
+func newSuffix(now time.Time, r io.Reader) (string, error) {
+	out := make([]byte, 8, 24)
+	ms := uint64(max(now.UnixMilli(), 0))
+	for i := 7; i >= 0; i-- {
+		out[i] = idAlphabet[ms%62]
+		ms /= 62
+	}
 	var buf [32]byte
 	for len(out) < 24 {
 		if _, err := io.ReadFull(r, buf[:]); err != nil {
@@ -295,6 +308,7 @@ func (m *Manager) revokeLocked(ctx context.Context, l *Lease) error {
 	}
 	if err == nil {
 		if err := m.cfg.Store.Txn(ctx, deleteOps(l)); err != nil {
+			m.retrySoon(l.ID)
 			return fmt.Errorf("lease %q: revoked by engine, delete failed: %w", l.ID, err)
 		}
 		return nil
@@ -313,9 +327,17 @@ func (m *Manager) revokeLocked(ctx context.Context, l *Lease) error {
 		"lease_id", l.ID, "path", l.Path, "attempts", l.RevokeAttempts, "next_attempt", l.NextAttempt, "error", err)
 	extra := []storage.Op{{Kind: storage.OpPut, Key: failKey(l.ID), Value: []byte{}}}
 	if werr := m.rewrite(ctx, l, oldDue, extra); werr != nil {
+		m.retrySoon(l.ID)
 		return fmt.Errorf("lease %q: %w: %w (and recording the failure: %v)", l.ID, ErrRevokeFailed, err, werr)
 	}
 	return fmt.Errorf("lease %q: %w: %w", l.ID, ErrRevokeFailed, err)
+}
+
+// retrySoon queues id again after RetryMin when storage failed while
+// revoking it, so the queue does not lose a due lease until the next Start.
+// (If the lease was not due, the extra entry is dropped as stale.)
+func (m *Manager) retrySoon(id string) {
+	m.enqueue(m.cfg.Now().Add(m.cfg.RetryMin), id)
 }
 
 // RevokePrefix revokes every lease whose id is prefix or starts with

@@ -44,9 +44,10 @@ const PluginName = "postgresql-database-plugin"
 
 // Lease is what the engine hands to the lease manager for each credential.
 type Lease struct {
-	// ID is the Vault lease ID: <mount>creds/<role>/<random>.
+	// ID is the Vault lease ID: <Path>/<random> ("database/creds/ro/Ab3…").
 	ID string
-	// Path is the request path relative to the mount ("creds/<role>").
+	// Path is the request path, mount included ("database/creds/ro"), as
+	// internal/lease finds revokers by it.
 	Path string
 	// IssueTime is when the credential was created.
 	IssueTime time.Time

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/edgevault/edgevault/internal/logical"
@@ -142,7 +143,8 @@ func (b *Backend) handleCreds(ctx context.Context, req *logical.Request, roleNam
 	if err != nil {
 		return nil, fmt.Errorf("database: encode lease data: %w", err)
 	}
-	lease := Lease{ID: req.MountPoint + "creds/" + roleName + "/" + suffix, Path: "creds/" + roleName,
+	path := req.MountPoint + "creds/" + roleName
+	lease := Lease{ID: path + "/" + suffix, Path: path,
 		IssueTime: now, TTL: ttl, MaxTTL: maxTTL, Renewable: true, Data: raw}
 	if b.leases != nil {
 		if err := b.leases.RecordLease(ctx, lease); err != nil {
@@ -161,17 +163,24 @@ func (b *Backend) handleCreds(ctx context.Context, req *logical.Request, roleNam
 	}, nil
 }
 
-// scrubErr re-scrubs an error built by sqlErr (already safe) with extra
-// secrets, keeping its sentinel.
+// safeError is an error whose text has been scrubbed of secrets; it
+// matches its sentinel kind with errors.Is.
+type safeError struct {
+	msg  string
+	kind error
+}
+
+func (e *safeError) Error() string { return e.msg }
+func (e *safeError) Unwrap() error { return e.kind }
+
+// scrubErr re-scrubs an error (built by sqlErr, already safe of the
+// secrets it knew) with more secrets, keeping its sentinel.
 func scrubErr(err error, secrets ...string) error {
-	msg := scrub(err.Error(), secrets...)
-	switch {
-	case errors.Is(err, ErrConnect):
-		return fmt.Errorf("%w: %s", ErrConnect, strings.TrimPrefix(msg, ErrConnect.Error()+": "))
-	case errors.Is(err, ErrStatement):
-		return fmt.Errorf("%w: %s", ErrStatement, strings.TrimPrefix(msg, ErrStatement.Error()+": "))
+	kind := ErrStatement
+	if errors.Is(err, ErrConnect) {
+		kind = ErrConnect
 	}
-	return errors.New(msg)
+	return &safeError{msg: scrub(err.Error(), secrets...), kind: kind}
 }
 
 // txBeginner is what runTx needs of a pool.
@@ -249,12 +258,7 @@ func (b *Backend) revoke(ctx context.Context, p *pgxpool.Pool, ld *LeaseData, st
 	if len(stmts) > 0 {
 		return runTx(ctx, p, stmts, map[string]string{"{{name}}": ld.Username, "{{username}}": ld.Username})
 	}
-	ident := pgx.Identifier{ld.Username}.Sanitize()
-	if err := runTx(ctx, p, []string{
-		"REASSIGN OWNED BY " + ident + " TO CURRENT_USER",
-		"DROP OWNED BY " + ident,
-		"DROP ROLE IF EXISTS " + ident,
-	}, nil); err != nil {
+	if err := defaultRevoke(ctx, p, ld.Username, oid); err != nil {
 		return err
 	}
 	// A dropped role's open sessions live on until they end: end them.
@@ -312,6 +316,85 @@ func (b *Backend) Renew(ctx context.Context, leaseData []byte, newExpiry time.Ti
 	}
 	if err := runTx(ctx, p, stmts, map[string]string{"{{name}}": ld.Username, "{{username}}": ld.Username, "{{expiration}}": exp}); err != nil {
 		return fmt.Errorf("config %q: renew user %q: %w", ld.DBName, ld.Username, scrubErr(err, c.Password))
+	}
+	return nil
+}
+
+// defaultRevoke drops user (whose oid is given) in one transaction: first
+// REASSIGN OWNED to the root user and DROP OWNED (which also revokes every
+// privilege granted to the user in this database); when the root user is
+// not allowed to (a CREATEROLE root that is not a member of the user's
+// role), it instead revokes the user's privileges on the tables,
+// sequences, functions and schemas of this database and on the database
+// itself; then DROP ROLE.
+func defaultRevoke(ctx context.Context, p txBeginner, user string, oid uint32) error {
+	ident := pgx.Identifier{user}.Sanitize()
+	tx, err := p.Begin(ctx)
+	if err != nil {
+		return sqlErr(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	exec := func(step, sql string, args ...any) error {
+		if _, err := tx.Exec(ctx, sql, args...); err != nil {
+			return fmt.Errorf("%s: %w", step, sqlErr(err))
+		}
+		return nil
+	}
+	if err := exec("savepoint", "SAVEPOINT edgevault_owned"); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, "REASSIGN OWNED BY "+ident+" TO CURRENT_USER; DROP OWNED BY "+ident)
+	var pe *pgconn.PgError
+	switch {
+	case err == nil:
+	case errors.As(err, &pe) && pe.Code == "42501": // insufficient_privilege
+		if err := exec("rollback to savepoint", "ROLLBACK TO SAVEPOINT edgevault_owned"); err != nil {
+			return err
+		}
+		if err := revokePrivileges(ctx, tx, ident, oid); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("drop owned: %w", sqlErr(err))
+	}
+	if err := exec("drop role", "DROP ROLE IF EXISTS "+ident); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", sqlErr(err))
+	}
+	return nil
+}
+
+// revokePrivileges revokes what user (oid) was granted in the current
+// database, schema by schema, and on the database.
+func revokePrivileges(ctx context.Context, tx pgx.Tx, ident string, oid uint32) error {
+	rows, err := tx.Query(ctx, `
+SELECT DISTINCT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, aclexplode(c.relacl) a WHERE a.grantee = $1
+UNION SELECT DISTINCT n.nspname FROM pg_proc f JOIN pg_namespace n ON n.oid = f.pronamespace, aclexplode(f.proacl) a WHERE a.grantee = $1
+UNION SELECT n.nspname FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = $1`, oid)
+	if err != nil {
+		return fmt.Errorf("list grants: %w", sqlErr(err))
+	}
+	schemas, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list grants: %w", sqlErr(err))
+	}
+	var sb strings.Builder
+	for _, s := range schemas {
+		sch := pgx.Identifier{s}.Sanitize()
+		fmt.Fprintf(&sb, "REVOKE ALL PRIVILEGES ON ALL TABLES IN SCHEMA %[1]s FROM %[2]s;"+
+			"REVOKE ALL PRIVILEGES ON ALL SEQUENCES IN SCHEMA %[1]s FROM %[2]s;"+
+			"REVOKE ALL PRIVILEGES ON ALL FUNCTIONS IN SCHEMA %[1]s FROM %[2]s;"+
+			"REVOKE ALL PRIVILEGES ON SCHEMA %[1]s FROM %[2]s;", sch, ident)
+	}
+	var db string
+	if err := tx.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+		return fmt.Errorf("current database: %w", sqlErr(err))
+	}
+	fmt.Fprintf(&sb, "REVOKE ALL PRIVILEGES ON DATABASE %s FROM %s", pgx.Identifier{db}.Sanitize(), ident)
+	if _, err := tx.Exec(ctx, sb.String()); err != nil {
+		return fmt.Errorf("revoke privileges: %w", sqlErr(err))
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ func TestCredsIssueRenewRevoke(t *testing.T) {
 	h := newHarness(t, pgtest.Start(t))
 	h.configure(appRole)
 	user, pw, le := h.creds("app")
-	if !strings.HasPrefix(le.ID, "database/creds/app/") || le.TTL != time.Hour || le.MaxTTL != 2*time.Hour || le.Path != "creds/app" {
+	if !strings.HasPrefix(le.ID, "database/creds/app/") || le.TTL != time.Hour || le.MaxTTL != 2*time.Hour || le.Path != "database/creds/app" {
 		t.Fatalf("lease = %+v", le)
 	}
 	if err := h.login(user, pw); err != nil {
@@ -63,7 +63,9 @@ func TestRevokeEndsSessionsAndDropsOwnedObjects(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, "CREATE TABLE owned_by_dynamic (x int)"); err != nil {
+	sfx, _ := randomString(8, lowerDigits)
+	table := "owned_by_dynamic_" + sfx
+	if _, err := c.Exec(ctx, "CREATE TABLE "+table+" (x int)"); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.db.Revoke(ctx, le.Data); err != nil {
@@ -72,6 +74,17 @@ func TestRevokeEndsSessionsAndDropsOwnedObjects(t *testing.T) {
 	if exists, _ := h.roleExists(user); exists {
 		t.Fatal("user still exists")
 	}
+	// The user's table was reassigned to the root user, not lost.
+	h.super(func(su *pgx.Conn) error {
+		var owner string
+		if err := su.QueryRow(ctx, "SELECT tableowner FROM pg_tables WHERE tablename = $1", table).Scan(&owner); err != nil {
+			return err
+		}
+		if owner != h.user {
+			t.Errorf("table owner after revoke = %q, want %q", owner, h.user)
+		}
+		return nil
+	})
 	deadline := time.Now().Add(5 * time.Second)
 	for c.Ping(ctx) == nil {
 		if time.Now().After(deadline) {
@@ -101,22 +114,27 @@ func TestCredsExpireByValidUntil(t *testing.T) {
 
 func TestRotateRoot(t *testing.T) {
 	h := newHarness(t, pgtest.Start(t))
-	// A dedicated root role, so the shared superuser is never rotated.
+	// A dedicated root role (unique, for a shared server), so the
+	// superuser is never rotated.
+	sfx, _ := randomString(8, lowerDigits)
+	root, schema := "vault_root_"+sfx, "app_"+sfx
 	h.super(func(c *pgx.Conn) error {
-		_, err := c.Exec(context.Background(), `CREATE ROLE vault_root LOGIN CREATEROLE PASSWORD 'initial-Pw-1'; GRANT pg_read_all_data TO vault_root WITH ADMIN OPTION`)
+		_, err := c.Exec(context.Background(), strings.NewReplacer("vault_root", root, "app", schema).Replace(
+			`CREATE ROLE vault_root LOGIN CREATEROLE PASSWORD 'initial-Pw-1';
+			CREATE SCHEMA app AUTHORIZATION vault_root; CREATE TABLE app.t (x int); ALTER TABLE app.t OWNER TO vault_root`))
 		return err
 	})
 	h.must(logical.UpdateOperation, "config/rot", map[string]any{
-		"plugin_name": PluginName, "connection_url": h.tmpl, "username": "vault_root", "password": "initial-Pw-1",
+		"plugin_name": PluginName, "connection_url": h.tmpl, "username": root, "password": "initial-Pw-1",
 		"allowed_roles": "app",
 	})
-	h.must(logical.UpdateOperation, "roles/app", body(t, `{"db_name":"rot","creation_statements":"CREATE ROLE \"{{name}}\" LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'"}`))
-	if err := h.login("vault_root", "initial-Pw-1"); err != nil {
+	h.must(logical.UpdateOperation, "roles/app", body(t, `{"db_name":"rot","creation_statements":["CREATE ROLE \"{{name}}\" LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'","GRANT USAGE ON SCHEMA `+schema+` TO \"{{name}}\"; GRANT SELECT ON `+schema+`.t TO \"{{name}}\""]}`))
+	if err := h.login(root, "initial-Pw-1"); err != nil {
 		t.Fatal(err)
 	}
 	h.creds("app") // opens the pool with the old password
 	h.must(logical.UpdateOperation, "rotate-root/rot", nil)
-	if err := h.login("vault_root", "initial-Pw-1"); err == nil {
+	if err := h.login(root, "initial-Pw-1"); err == nil {
 		t.Fatal("the old root password still works after rotate-root")
 	}
 	user, pw, _ := h.creds("app") // the engine uses the new password
@@ -125,7 +143,7 @@ func TestRotateRoot(t *testing.T) {
 	}
 	resp := h.must(logical.ReadOperation, "config/rot", nil)
 	details := resp.Data["connection_details"].(map[string]any)
-	if details["username"] != "vault_root" || details["connection_url"] != h.tmpl {
+	if details["username"] != root || details["connection_url"] != h.tmpl {
 		t.Fatalf("config read: %v", resp.Data)
 	}
 	if _, ok := details["password"]; ok {
@@ -133,7 +151,14 @@ func TestRotateRoot(t *testing.T) {
 	}
 	// A second rotation works too (the stored password is the new one).
 	h.must(logical.UpdateOperation, "rotate-root/rot", nil)
-	h.creds("app")
+	user, _, le := h.creds("app")
+	// The default revocation works for a non-superuser root (CREATEROLE).
+	if err := h.db.Revoke(context.Background(), le.Data); err != nil {
+		t.Fatalf("revoke through a CREATEROLE root: %v", err)
+	}
+	if exists, _ := h.roleExists(user); exists {
+		t.Fatal("user still exists")
+	}
 }
 
 func TestBadInputs(t *testing.T) {
@@ -188,6 +213,14 @@ func TestBadInputs(t *testing.T) {
 		strings.Contains(err.Error(), "not-The-Password-9") {
 		t.Fatalf("wrong root password: %v", err)
 	}
+	// rotate-root needs a templated connection_url; a literal password is redacted on read.
+	h.must(logical.UpdateOperation, "config/lit", body(t, `{"plugin_name":"postgresql-database-plugin","connection_url":"postgres://u:Literal-Pw-7@127.0.0.1:1/db","verify_connection":false}`))
+	if _, err := h.do(logical.UpdateOperation, "rotate-root/lit", nil); !errors.Is(err, logical.ErrInvalidRequest) || !strings.Contains(err.Error(), "connection_url") {
+		t.Fatalf("rotate-root without {{password}}: %v", err)
+	}
+	if d := h.must(logical.ReadOperation, "config/lit", nil).Data["connection_details"].(map[string]any); strings.Contains(d["connection_url"].(string), "Literal-Pw-7") {
+		t.Fatalf("config read shows a literal password: %v", d["connection_url"])
+	}
 	// Nothing was stored by failed writes.
 	if _, err := h.do(logical.ReadOperation, "config/x", nil); !errors.Is(err, logical.ErrNotFound) {
 		t.Fatalf("failed config write left a record: %v", err)
@@ -199,6 +232,7 @@ func TestSecretsNeverInErrors(t *testing.T) {
 	// The password is placed where it causes a syntax error: the server's
 	// message quotes the token near the error.
 	h.configure(`{"db_name":"pg","creation_statements":"CREATE ROLE \"{{name}}\" LOGIN PASSWORD {{password}} garbage"}`)
+	before := h.dynamicUsers()
 	_, err := h.do(logical.ReadOperation, "creds/app", nil)
 	if !errors.Is(err, ErrStatement) {
 		t.Fatalf("err = %v, want ErrStatement", err)
@@ -210,36 +244,23 @@ func TestSecretsNeverInErrors(t *testing.T) {
 		t.Fatal("error contains the root password")
 	}
 	// Nothing was created: the creation transaction rolled back.
-	h.super(func(c *pgx.Conn) error {
-		var n int
-		if err := c.QueryRow(context.Background(), "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-app-%'").Scan(&n); err != nil {
-			return err
-		}
-		if n != 0 {
-			t.Errorf("%d dynamic users left after a failed creation", n)
-		}
-		return nil
-	})
+	if n := h.dynamicUsers() - before; n != 0 {
+		t.Errorf("%d dynamic users left after a failed creation", n)
+	}
 }
 
 func TestLeaseRecordFailureDropsUser(t *testing.T) {
 	h := newHarness(t, pgtest.Start(t))
 	h.configure(appRole)
+	before := h.dynamicUsers()
 	h.leases.fail = errors.New("lease store down")
 	_, err := h.do(logical.ReadOperation, "creds/app", nil)
 	if err == nil || !strings.Contains(err.Error(), "record lease") {
 		t.Fatalf("err = %v", err)
 	}
-	h.super(func(c *pgx.Conn) error {
-		var n int
-		if err := c.QueryRow(context.Background(), "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-app-%'").Scan(&n); err != nil {
-			return err
-		}
-		if n != 0 {
-			t.Errorf("%d users left without a lease", n)
-		}
-		return nil
-	})
+	if n := h.dynamicUsers() - before; n != 0 {
+		t.Errorf("%d users left without a lease", n)
+	}
 }
 
 func TestPostgresDownDuringRevoke(t *testing.T) {
@@ -324,5 +345,72 @@ func TestRedactedURL(t *testing.T) {
 		if got := redactedURL(in); got != want {
 			t.Errorf("redactedURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestConcurrentCredsWhileConfigChanges issues and revokes credentials from
+// several goroutines while the config is rewritten and reset (pools closed
+// under load); every issued user must work and be gone after revoke.
+func TestConcurrentCredsWhileConfigChanges(t *testing.T) {
+	h := newHarness(t, pgtest.Start(t))
+	h.configure(appRole)
+	before := h.dynamicUsers()
+	ctx := context.Background()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := h.do(logical.UpdateOperation, "config/pg", map[string]any{"max_open_connections": 3}); err != nil {
+				t.Errorf("config update: %v", err)
+				return
+			}
+			if _, err := h.do(logical.UpdateOperation, "reset/pg", nil); err != nil {
+				t.Errorf("reset: %v", err)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func() {
+			for i := 0; i < 5; i++ {
+				resp, err := h.do(logical.ReadOperation, "creds/app", nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				le, ok := h.leases.find(resp.LeaseID)
+				if !ok {
+					errs <- errors.New("lease not recorded")
+					return
+				}
+				if err := h.login(resp.Data["username"].(string), resp.Data["password"].(string)); err != nil {
+					errs <- err
+					return
+				}
+				if err := h.db.Revoke(ctx, le.Data); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	<-done
+	if n := h.dynamicUsers() - before; n != 0 {
+		t.Errorf("%d dynamic users left after revoking all", n)
 	}
 }

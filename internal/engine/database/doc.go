@@ -37,8 +37,11 @@
 // without a lease record. The lease carries LeaseData (JSON) which the lease
 // manager gives back to Revoke and Renew. Revoke runs the role's current
 // revocation_statements (the ones saved in the lease when the role is gone),
-// or by default REASSIGN OWNED / DROP OWNED / DROP ROLE in one transaction and
-// then terminates the user's sessions (best effort). Revoking a user that no
+// or by default, in one transaction, REASSIGN OWNED to the root user and DROP
+// OWNED (when the root user may; otherwise, for a CREATEROLE root, REVOKE ALL
+// on every table, sequence, function and schema the user holds grants on and
+// on the database) and DROP ROLE, then terminates the user's open sessions
+// (best effort: needs superuser or pg_signal_backend). Revoking a user that no
 // longer exists succeeds, so retries are safe. Renew runs renew_statements or
 // ALTER ROLE … VALID UNTIL.
 //

@@ -34,27 +34,34 @@ func (l *leaseLog) RecordLease(_ context.Context, le Lease) error {
 	return nil
 }
 
-func (l *leaseLog) get(t testing.TB, id string) Lease {
-	t.Helper()
+func (l *leaseLog) find(id string) (Lease, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, le := range l.leases {
 		if le.ID == id {
-			return le
+			return le, true
 		}
 	}
-	t.Fatalf("lease %q was not recorded", id)
-	return Lease{}
+	return Lease{}, false
+}
+
+func (l *leaseLog) get(t testing.TB, id string) Lease {
+	t.Helper()
+	le, ok := l.find(id)
+	if !ok {
+		t.Fatalf("lease %q was not recorded", id)
+	}
+	return le
 }
 
 var _ LeaseRecorder = (*leaseLog)(nil)
 
 type harness struct {
-	t      testing.TB
-	db     *Backend
-	leases *leaseLog
-	rootURL string // superuser URL
-	tmpl    string // connection_url template
+	t        testing.TB
+	db       *Backend
+	leases   *leaseLog
+	rootURL  string // superuser URL
+	tmpl     string // connection_url template
 	user, pw string
 }
 
@@ -166,4 +173,14 @@ func (h *harness) roleExists(name string) (bool, time.Time) {
 		return exists, time.Time{}
 	}
 	return exists, *until
+}
+
+// dynamicUsers counts the users of role "app" that exist now.
+func (h *harness) dynamicUsers() int {
+	h.t.Helper()
+	var n int
+	h.super(func(c *pgx.Conn) error {
+		return c.QueryRow(context.Background(), "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'v-app-%'").Scan(&n)
+	})
+	return n
 }
