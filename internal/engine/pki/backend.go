@@ -232,8 +232,8 @@ func LeaseDataFor(resp *logical.Response) (json.RawMessage, error) {
 	return json.Marshal(LeaseData{SerialNumber: serial, Expiration: exp})
 }
 
-// RevokeLease is Revoke with the lease's data, for the lease manager's
-// Revoker: it decodes d (JSON LeaseData) and revokes its serial.
+// RevokeLease is Revoke with the lease's decoded data, for the lease
+// manager's Revoker; the same idempotence and error rules apply.
 func (b *Backend) RevokeLease(ctx context.Context, d LeaseData) error {
 	s, err := parseSerial("serial_number", d.SerialNumber)
 	if err != nil {

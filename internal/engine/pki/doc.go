@@ -58,7 +58,9 @@
 // # Leases
 //
 // With a role's generate_lease, issue and sign set Response.LeaseDuration to
-// the certificate's ttl and return its serial_number; the lease manager
-// keeps the serial and calls Backend.Revoke(ctx, serial) when the lease is
-// revoked. Revoke is idempotent and records serials of unstored certificates.
+// the certificate's ttl (leases are not renewable). The lease keeps
+// LeaseDataFor(resp) (serial_number and expiration) as its data; the lease
+// manager's revoker calls Backend.RevokeLease with it, or Backend.Revoke with
+// the serial alone. Both are idempotent and record serials of unstored
+// certificates, so a no_store certificate still reaches the CRL.
 package pki

@@ -10,11 +10,11 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -591,5 +591,44 @@ func TestSerialForms(t *testing.T) {
 	if formatSerial(n) != "7f:01:02" {
 		t.Fatal(formatSerial(n))
 	}
-	_ = net.IPv4len
+}
+
+// TestLeaseRevoke goes through the lease hooks: LeaseDataFor on a no_store
+// issue, RevokeLease twice (idempotent), the CRL, then tidy once expired.
+func TestLeaseRevoke(t *testing.T) {
+	h := newHarness(t)
+	h.must(opW, "root/generate/internal", `{"common_name":"Root","key_type":"ec"}`)
+	h.must(opW, "roles/r", `{"allow_any_name":true,"key_type":"ec","no_store":true,"generate_lease":true}`)
+	resp := h.must(opW, "issue/r", `{"common_name":"x.example.com","ttl":"1h"}`)
+	raw, err := LeaseDataFor(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d LeaseData
+	if err := json.Unmarshal(raw, &d); err != nil || d.SerialNumber != resp.Data["serial_number"] || d.Expiration != resp.Data["expiration"] {
+		t.Fatalf("lease data %s: %v", raw, err)
+	}
+	for range 2 {
+		if err := h.pki.RevokeLease(context.Background(), d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := h.pki.RevokeLease(context.Background(), LeaseData{SerialNumber: "nope"}); !errors.Is(err, logical.ErrInvalidRequest) {
+		t.Fatalf("bad serial: %v", err)
+	}
+	if _, err := LeaseDataFor(&logical.Response{Data: map[string]any{}}); err == nil {
+		t.Fatal("lease data without a serial")
+	}
+	der, err := h.pki.CRL(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil || len(crl.RevokedCertificateEntries) != 1 || formatSerial(crl.RevokedCertificateEntries[0].SerialNumber) != d.SerialNumber {
+		t.Fatalf("CRL: %v %v", err, crl)
+	}
+	h.clock.Advance(time.Hour + DefaultTidySafetyBuffer + time.Second)
+	if r := h.must(opW, "tidy", `{"tidy_revoked_certs":true}`); r.Data["revoked_cert_deleted_count"] != 1 {
+		t.Fatalf("tidy of an expired no_store revocation: %v", r.Data)
+	}
 }
