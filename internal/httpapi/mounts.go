@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/internal/engine/kv"
+	"github.com/edgevault/edgevault/internal/engine/pki"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/storage"
 )
@@ -110,6 +111,8 @@ func (s *Server) buildMountTable(zone string, store storage.Backend, entries []*
 				}
 			}
 			cp.handler = kv.New(storage.NewView(store, enginePrefix+cp.UUID+"/"), kv.Options{Logger: s.log, OnChange: onChange})
+		case "pki":
+			cp.handler = pki.New(storage.NewView(store, enginePrefix+cp.UUID+"/"), pki.Options{Logger: s.log})
 		default:
 			return nil, fmt.Errorf("mount %q: unknown engine type %q", cp.Path, cp.Type)
 		}
@@ -254,6 +257,7 @@ func (s *Server) enableMount(ctx context.Context, c *core, path string, data map
 			return logical.InvalidRequest("field %q: not supported", name)
 		}
 	}
+	entryOpts := map[string]string{"version": "2"}
 	switch typ {
 	case "kv-v2":
 		typ = "kv"
@@ -261,10 +265,15 @@ func (s *Server) enableMount(ctx context.Context, c *core, path string, data map
 		if v := opts["version"]; v != "2" {
 			return logical.InvalidRequest("field \"options\": kv version %q is not supported; use {\"version\":\"2\"} or type \"kv-v2\"", v)
 		}
+	case "pki":
+		if len(opts) > 0 {
+			return logical.InvalidRequest("field \"options\": the pki engine takes none")
+		}
+		entryOpts = map[string]string{}
 	case "":
 		return logical.InvalidRequest("field \"type\" is required")
 	default:
-		return logical.InvalidRequest("field \"type\": unknown secrets engine type %q (supported: kv, kv-v2)", typ)
+		return logical.InvalidRequest("field \"type\": unknown secrets engine type %q (supported: kv, kv-v2, pki)", typ)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -274,7 +283,7 @@ func (s *Server) enableMount(ctx context.Context, c *core, path string, data map
 		}
 	}
 	entries := append(append([]*mountEntry(nil), c.mounts.Load().stored()...),
-		newMountEntry(path, "kv", desc, map[string]string{"version": "2"}))
+		newMountEntry(path, typ, desc, entryOpts))
 	return s.replaceMountsLocked(ctx, c, entries)
 }
 

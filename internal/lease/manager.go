@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"github.com/edgevault/edgevault/internal/keylock"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgevault/edgevault/internal/keylock"
 	"github.com/edgevault/edgevault/internal/storage"
 )
 

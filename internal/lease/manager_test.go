@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -509,4 +510,60 @@ func TestConcurrentUse(t *testing.T) {
 		}
 		r.mu.Unlock()
 	})
+}
+
+// blockingRevoker blocks every Revoke until release is closed.
+type blockingRevoker struct{ release chan struct{} }
+
+func (b blockingRevoker) Revoke(ctx context.Context, _ Lease) error {
+	select {
+	case <-b.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func TestHungEngineDoesNotBlockOthers(t *testing.T) {
+	st := openBolt(t, filepath.Join(t.TempDir(), "z.db"))
+	hung := blockingRevoker{release: make(chan struct{})}
+	r := newTestRevoker()
+	m, err := New(Config{Store: st, Revokers: MountTable(map[string]Revoker{"database/": hung, "pki/": r})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Stop()
+	defer close(hung.release)
+	for range 200 { // more than any lock-stripe count, all expiring now
+		register(t, m, "database/creds/ro", time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // workers are now stuck in the hung engine
+	done := make(chan error, 1)
+	go func() {
+		for range 100 {
+			l, err := m.Register(context.Background(), Lease{Path: "pki/issue/web", TTL: time.Hour, Renewable: true})
+			if err == nil {
+				_, err = m.Renew(context.Background(), l.ID, time.Minute)
+			}
+			if err == nil {
+				err = m.Revoke(context.Background(), l.ID)
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Register/Renew/Revoke of other leases blocked behind a hung engine")
+	}
 }
