@@ -95,6 +95,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newAuditCmd(e),
 		newAgentCmd(e),
 	)
+	root.AddCommand(newLogicalCmds(e)...)
 	return root
 }
 
