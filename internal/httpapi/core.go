@@ -13,6 +13,7 @@ import (
 	"github.com/edgevault/edgevault/internal/attest"
 	"github.com/edgevault/edgevault/internal/attest/tpm"
 	"github.com/edgevault/edgevault/internal/audit"
+	"github.com/edgevault/edgevault/internal/lease"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/policy"
 	"github.com/edgevault/edgevault/internal/storage"
@@ -64,6 +65,7 @@ type core struct {
 	mounts   atomic.Pointer[mountTable]
 	audit    *audit.Broker
 	salt     *audit.Salt        // the zone's audit HMAC key
+	leases   *lease.Manager     // the zone's leases, expired on time
 	stop     context.CancelFunc // ends the zone's background work
 }
 
@@ -126,6 +128,10 @@ func (s *Server) newCore(ctx, bg context.Context, name string, store storage.Bac
 			u.republish(name) // what the zone's agents may cache may have changed
 		}
 	})
+	if c.leases, err = s.newLeaseManager(bg, c); err != nil {
+		stop()
+		return nil, err
+	}
 	go c.tokens.Run(bg)
 	return c, nil
 }
@@ -314,7 +320,7 @@ type route struct {
 
 func (rt *route) sudo(rel string) bool {
 	for _, p := range rt.sudoPaths {
-		if rel == p {
+		if rel == p || (strings.HasSuffix(p, "/") && strings.HasPrefix(rel, p)) { // "x/" covers x/*
 			return true
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/engine/database"
 	"github.com/edgevault/edgevault/internal/engine/kv"
 	"github.com/edgevault/edgevault/internal/engine/pki"
 	"github.com/edgevault/edgevault/internal/logical"
@@ -113,6 +114,8 @@ func (s *Server) buildMountTable(zone string, store storage.Backend, entries []*
 			cp.handler = kv.New(storage.NewView(store, enginePrefix+cp.UUID+"/"), kv.Options{Logger: s.log, OnChange: onChange})
 		case "pki":
 			cp.handler = pki.New(storage.NewView(store, enginePrefix+cp.UUID+"/"), pki.Options{Logger: s.log})
+		case "database":
+			cp.handler = database.New(storage.NewView(store, enginePrefix+cp.UUID+"/"), database.Options{Logger: s.log, Leases: leaseRecorder{s, zone}})
 		default:
 			return nil, fmt.Errorf("mount %q: unknown engine type %q", cp.Path, cp.Type)
 		}
@@ -265,15 +268,15 @@ func (s *Server) enableMount(ctx context.Context, c *core, path string, data map
 		if v := opts["version"]; v != "2" {
 			return logical.InvalidRequest("field \"options\": kv version %q is not supported; use {\"version\":\"2\"} or type \"kv-v2\"", v)
 		}
-	case "pki":
+	case "pki", "database":
 		if len(opts) > 0 {
-			return logical.InvalidRequest("field \"options\": the pki engine takes none")
+			return logical.InvalidRequest("field \"options\": the %s engine takes none", typ)
 		}
 		entryOpts = map[string]string{}
 	case "":
 		return logical.InvalidRequest("field \"type\" is required")
 	default:
-		return logical.InvalidRequest("field \"type\": unknown secrets engine type %q (supported: kv, kv-v2, pki)", typ)
+		return logical.InvalidRequest("field \"type\": unknown secrets engine type %q (supported: kv, kv-v2, pki, database)", typ)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -57,7 +57,7 @@ func writeResponseID(w http.ResponseWriter, resp *logical.Response, mountType, r
 	if status == 0 {
 		status = http.StatusOK
 	}
-	if resp.Data == nil && resp.Auth == nil && len(resp.Warnings) == 0 && resp.StatusCode == 0 {
+	if resp.Data == nil && resp.Auth == nil && len(resp.Warnings) == 0 && resp.StatusCode == 0 && resp.LeaseID == "" {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}

@@ -49,6 +49,8 @@ func (c *core) sysRoute(rel string) *route {
 		return sys(serveAgentAudit)
 	case rel == "agents" || strings.HasPrefix(rel, "agents/"):
 		return sys(serveAgents)
+	case strings.HasPrefix(rel, "leases/"):
+		return &route{mountPoint: "sys/", mountType: "system", handler: leaseHandler{c.leases}, sudoPaths: leaseSudo}
 	case rel == "mounts":
 		return sys(serveMounts)
 	case strings.HasPrefix(rel, "mounts/"):

@@ -73,9 +73,11 @@ func (m *Manager) Start(ctx context.Context) error {
 	m.mu.Unlock()
 
 	ctx, cancel := context.WithCancel(ctx)
-	m.cancel = cancel
 	work := make(chan entry)
+	m.mu.Lock()
+	m.cancel = cancel
 	m.done.Add(1 + m.cfg.Workers)
+	m.mu.Unlock()
 	go m.loop(ctx, work)
 	for range m.cfg.Workers {
 		go m.worker(ctx, work)
@@ -85,8 +87,11 @@ func (m *Manager) Start(ctx context.Context) error {
 
 // Stop ends expiry started by Start and waits for in-flight revocations.
 func (m *Manager) Stop() {
-	if m.cancel != nil {
-		m.cancel()
+	m.mu.Lock()
+	cancel := m.cancel
+	m.mu.Unlock()
+	if cancel != nil {
+		cancel()
 	}
 	m.done.Wait()
 }

@@ -1,7 +1,6 @@
 package lease
 
 import (
-	"github.com/edgevault/edgevault/internal/keylock"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,7 +17,7 @@ import (
 // run expiry. All methods are safe for concurrent use.
 type Manager struct {
 	cfg   Config
-	locks *keylock.Locks
+	locks *idLocks
 
 	mu      sync.Mutex
 	q       dueHeap
@@ -36,7 +35,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{cfg: c, locks: keylock.New(), wake: make(chan struct{}, 1)}, nil
+	return &Manager{cfg: c, locks: newIDLocks(), wake: make(chan struct{}, 1)}, nil
 }
 
 // Register validates l, completes it and stores it durably, then queues
@@ -307,7 +306,9 @@ func (m *Manager) revokeLocked(ctx context.Context, l *Lease) error {
 		cancel()
 	}
 	if err == nil {
-		if err := m.cfg.Store.Txn(ctx, deleteOps(l)); err != nil {
+		// The secret is gone: record it even if ctx ends now (Stop), rather
+		// than revoking it again at the next Start.
+		if err := m.cfg.Store.Txn(context.WithoutCancel(ctx), deleteOps(l)); err != nil {
 			m.retrySoon(l.ID)
 			return fmt.Errorf("lease %q: revoked by engine, delete failed: %w", l.ID, err)
 		}
