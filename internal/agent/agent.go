@@ -92,6 +92,9 @@ type agent struct {
 	reattestFirst bool
 	// renewNow asks the renewal loop to renew (and so re-attest) at once.
 	renewNow chan struct{}
+	// refusedRenewal is when a refused stream last triggered a renewal
+	// (unix ns).
+	refusedRenewal atomic.Int64
 
 	id     atomic.Pointer[identity]
 	online atomic.Bool
@@ -461,6 +464,7 @@ func (a *agent) control(ctx context.Context) {
 				a.mark()
 			} else {
 				a.log.Warn("agent degraded: sync stream lost", "err", err)
+				a.renewIfRefused(err)
 			}
 		},
 		Timeout: syncTimeout,
@@ -470,6 +474,25 @@ func (a *agent) control(ctx context.Context) {
 	wg.Go(func() { a.renewLoop(ctx) })
 	<-ctx.Done()
 	a.online.Store(false)
+}
+
+// renewIfRefused asks a TPM agent whose stream the server refused to renew,
+// which re-attests: a re-attestation it was asked for and missed (the
+// request lost with a resync) is the likely reason, and the renewal clears
+// it — or fails and says why. At most once a minute.
+func (a *agent) renewIfRefused(err error) {
+	if a.tpm == nil || !errors.Is(err, syncproto.ErrRejected) {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := a.refusedRenewal.Load()
+	if now-last < int64(time.Minute) || !a.refusedRenewal.CompareAndSwap(last, now) {
+		return
+	}
+	select {
+	case a.renewNow <- struct{}{}:
+	default:
+	}
 }
 
 // reattest renews — with a fresh quote — until it succeeds or the server
