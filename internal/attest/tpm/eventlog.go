@@ -93,7 +93,7 @@ func ParseEventLog(b []byte) (EventLog, error) {
 	if len(b) == 0 || len(b) > MaxEventLogBytes {
 		return EventLog{}, fmt.Errorf("%w: event_log is %d bytes, want 1..%d", ErrEventLog, len(b), MaxEventLogBytes)
 	}
-	r := &leReader{b: b}
+	r := &reader{b: b, order: binary.LittleEndian}
 	sizes, err := parseSpecID(r)
 	if err != nil {
 		return EventLog{}, fmt.Errorf("%w: header: %v", ErrEventLog, err)
@@ -113,7 +113,7 @@ func ParseEventLog(b []byte) (EventLog, error) {
 
 // parseSpecID reads the SHA-1-format header event and returns the digest
 // size of each algorithm it declares.
-func parseSpecID(r *leReader) (map[uint16]int, error) {
+func parseSpecID(r *reader) (map[uint16]int, error) {
 	pcr, typ := r.u32(), r.u32()
 	digest := r.bytes(20)
 	data := r.bytes(int(r.u32()))
@@ -123,7 +123,7 @@ func parseSpecID(r *leReader) (map[uint16]int, error) {
 	if pcr != 0 || typ != EventNoAction || !allZero(digest) {
 		return nil, fmt.Errorf("first event is PCR %d type %#x, want the EV_NO_ACTION Spec ID event of PCR 0", pcr, typ)
 	}
-	s := &leReader{b: data}
+	s := &reader{b: data, order: binary.LittleEndian}
 	if sig := s.bytes(len(specIDSignature)); s.err == nil && !bytes.Equal(sig, specIDSignature) {
 		return nil, fmt.Errorf("signature %q, want %q (a crypto-agile log)", sig, specIDSignature)
 	}
@@ -161,7 +161,7 @@ func parseSpecID(r *leReader) (map[uint16]int, error) {
 }
 
 // parseEvent reads one TCG_PCR_EVENT2.
-func parseEvent(r *leReader, sizes map[uint16]int) (Event, error) {
+func parseEvent(r *reader, sizes map[uint16]int) (Event, error) {
 	pcr, typ, count := r.u32(), r.u32(), r.u32()
 	if r.err != nil {
 		return Event{}, r.err
@@ -296,7 +296,7 @@ func CheckEventLog(log []byte, quoted map[int][]byte) (EventLogResult, error) {
 // measuring the global SecureBoot variable; ok is false for any other
 // variable or undecodable data.
 func secureBootVariable(data []byte) (value []byte, ok bool) {
-	r := &leReader{b: data}
+	r := &reader{b: data, order: binary.LittleEndian}
 	guid := r.bytes(16)
 	nameLen, dataLen := r.u64(), r.u64()
 	if r.err != nil || !bytes.Equal(guid, efiGlobalVariable[:]) || nameLen > uint64(len(r.b))/2 {
@@ -330,66 +330,3 @@ func allZero(b []byte) bool {
 	return true
 }
 
-// leReader reads little-endian event log fields and remembers the first
-// error.
-type leReader struct {
-	b   []byte
-	err error
-}
-
-func (r *leReader) fail(err error) {
-	if r.err == nil {
-		r.err = err
-	}
-}
-
-func (r *leReader) u8() uint8 {
-	if r.err != nil || len(r.b) < 1 {
-		r.fail(errShort)
-		return 0
-	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
-}
-
-func (r *leReader) u16() uint16 {
-	if r.err != nil || len(r.b) < 2 {
-		r.fail(errShort)
-		return 0
-	}
-	v := binary.LittleEndian.Uint16(r.b)
-	r.b = r.b[2:]
-	return v
-}
-
-func (r *leReader) u32() uint32 {
-	if r.err != nil || len(r.b) < 4 {
-		r.fail(errShort)
-		return 0
-	}
-	v := binary.LittleEndian.Uint32(r.b)
-	r.b = r.b[4:]
-	return v
-}
-
-func (r *leReader) u64() uint64 {
-	if r.err != nil || len(r.b) < 8 {
-		r.fail(errShort)
-		return 0
-	}
-	v := binary.LittleEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-// bytes reads n bytes (aliasing the input).
-func (r *leReader) bytes(n int) []byte {
-	if r.err != nil || n < 0 || len(r.b) < n {
-		r.fail(errShort)
-		return nil
-	}
-	v := r.b[:n:n]
-	r.b = r.b[n:]
-	return v
-}

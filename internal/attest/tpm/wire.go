@@ -56,10 +56,19 @@ const (
 // errShort is the decoders' "ran out of data".
 var errShort = errors.New("truncated")
 
-// reader reads big-endian TPM fields and remembers the first error.
+// reader reads fixed-size fields — big-endian in TPM structures,
+// little-endian in event logs — and remembers the first error.
 type reader struct {
-	b   []byte
-	err error
+	b     []byte
+	order binary.ByteOrder // nil: big-endian (TPM structures)
+	err   error
+}
+
+func (r *reader) byteOrder() binary.ByteOrder {
+	if r.order == nil {
+		return binary.BigEndian
+	}
+	return r.order
 }
 
 func (r *reader) fail(err error) {
@@ -83,7 +92,7 @@ func (r *reader) u16() uint16 {
 		r.fail(errShort)
 		return 0
 	}
-	v := binary.BigEndian.Uint16(r.b)
+	v := r.byteOrder().Uint16(r.b)
 	r.b = r.b[2:]
 	return v
 }
@@ -93,7 +102,7 @@ func (r *reader) u32() uint32 {
 		r.fail(errShort)
 		return 0
 	}
-	v := binary.BigEndian.Uint32(r.b)
+	v := r.byteOrder().Uint32(r.b)
 	r.b = r.b[4:]
 	return v
 }
@@ -103,14 +112,14 @@ func (r *reader) u64() uint64 {
 		r.fail(errShort)
 		return 0
 	}
-	v := binary.BigEndian.Uint64(r.b)
+	v := r.byteOrder().Uint64(r.b)
 	r.b = r.b[8:]
 	return v
 }
 
 // bytes reads n bytes (aliasing the input).
 func (r *reader) bytes(n int) []byte {
-	if r.err != nil || len(r.b) < n {
+	if r.err != nil || n < 0 || len(r.b) < n {
 		r.fail(errShort)
 		return nil
 	}
