@@ -329,4 +329,3 @@ func allZero(b []byte) bool {
 	}
 	return true
 }
-
