@@ -22,13 +22,18 @@ func newLogicalCmds(e *env) []*cobra.Command {
 		}
 		return p, nil
 	}
+	// open checks PATH and connects.
+	open := func(arg string) (string, *conn, error) {
+		p, err := clean(arg)
+		c, err := cf.connectAfter(e, err)
+		return p, c, err
+	}
 	read := &cobra.Command{
 		Use:   "read PATH",
 		Short: "Read any API path (GET /v1/PATH), as vault read does",
 		Args:  argsBetween(1, 1, "PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := clean(args[0])
-			c, err := cf.connectAfter(e, err)
+			p, c, err := open(args[0])
 			if err != nil {
 				return err
 			}
@@ -83,8 +88,7 @@ object with a single argument @FILE or -. The answer's data is printed.`,
 		Short: "List the keys under any API path (LIST /v1/PATH), as vault list does",
 		Args:  argsBetween(1, 1, "PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := clean(args[0])
-			c, err := cf.connectAfter(e, err)
+			p, c, err := open(args[0])
 			if err != nil {
 				return err
 			}
@@ -108,8 +112,7 @@ object with a single argument @FILE or -. The answer's data is printed.`,
 		Short: "Delete at any API path (DELETE /v1/PATH), as vault delete does",
 		Args:  argsBetween(1, 1, "PATH"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := clean(args[0])
-			c, err := cf.connectAfter(e, err)
+			p, c, err := open(args[0])
 			if err != nil {
 				return err
 			}

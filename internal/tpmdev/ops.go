@@ -31,8 +31,10 @@ const nvChunk = 512
 // reading the PCR values.
 const quoteAttempts = 3
 
-// akTemplate is the AK: a restricted ECDSA P-256/SHA-256 signing key that
-// cannot leave the TPM.
+// AKTemplate returns the template of the agent's AK: a restricted ECDSA
+// P-256/SHA-256 signing key that cannot leave the TPM.
+func AKTemplate() tpm2.TPMTPublic { return akTemplate }
+
 var akTemplate = tpm2.TPMTPublic{
 	Type: tpm2.TPMAlgECC, NameAlg: tpm2.TPMAlgSHA256,
 	ObjectAttributes: tpm2.TPMAObject{

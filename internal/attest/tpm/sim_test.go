@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"fmt"
+	"github.com/edgevault/edgevault/internal/tpmdev"
 	"strconv"
 	"testing"
 
@@ -21,20 +22,8 @@ import (
 // one is closed) and each Get is a new TPM, so no test here runs in
 // parallel.
 
-// eccAKTemplate is the agent's AK: a restricted ECDSA P-256/SHA-256
-// signing key.
-var eccAKTemplate = tpm2.TPMTPublic{
-	Type: tpm2.TPMAlgECC, NameAlg: tpm2.TPMAlgSHA256,
-	ObjectAttributes: tpm2.TPMAObject{
-		FixedTPM: true, FixedParent: true, SensitiveDataOrigin: true, UserWithAuth: true,
-		NoDA: true, Restricted: true, SignEncrypt: true,
-	},
-	Parameters: tpm2.NewTPMUPublicParms(tpm2.TPMAlgECC, &tpm2.TPMSECCParms{
-		Scheme: tpm2.TPMTECCScheme{Scheme: tpm2.TPMAlgECDSA,
-			Details: tpm2.NewTPMUAsymScheme(tpm2.TPMAlgECDSA, &tpm2.TPMSSigSchemeECDSA{HashAlg: tpm2.TPMAlgSHA256})},
-		CurveID: tpm2.TPMECCNistP256,
-	}),
-}
+// eccAKTemplate is the agent's AK, as the agent creates it.
+var eccAKTemplate = tpmdev.AKTemplate()
 
 // rsaAKTemplate is a restricted RSASSA-2048/SHA-256 AK.
 var rsaAKTemplate = tpm2.TPMTPublic{

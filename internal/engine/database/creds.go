@@ -219,24 +219,13 @@ func (b *Backend) Revoke(ctx context.Context, leaseData []byte) error {
 	if err != nil {
 		return err
 	}
-	stmts := ld.RevocationStatements
-	if ld.Role != "" && validName(ld.Role) == nil {
-		if r, err := b.loadRole(ctx, ld.Role); err != nil {
-			return err
-		} else if r != nil && r.DBName == ld.DBName {
-			stmts = r.RevocationStatements
-		}
-	}
-	b.cfgMu.RLock()
-	defer b.cfgMu.RUnlock()
-	c, err := b.loadConfig(ctx, ld.DBName)
+	stmts, err := b.roleStatements(ctx, ld, ld.RevocationStatements, func(r *role) []string { return r.RevocationStatements })
 	if err != nil {
 		return err
 	}
-	if c == nil {
-		return fmt.Errorf("config %q: %w", ld.DBName, ErrNoConfig)
-	}
-	p, err := b.pool(ld.DBName, c)
+	b.cfgMu.RLock()
+	defer b.cfgMu.RUnlock()
+	c, p, err := b.leaseConn(ctx, ld.DBName)
 	if err != nil {
 		return err
 	}
@@ -281,24 +270,13 @@ func (b *Backend) Renew(ctx context.Context, leaseData []byte, newExpiry time.Ti
 	if !newExpiry.After(b.clock()) {
 		return logical.InvalidRequest("renew: new expiry %s is not in the future", newExpiry.UTC().Format(time.RFC3339))
 	}
-	stmts := ld.RenewStatements
-	if ld.Role != "" && validName(ld.Role) == nil {
-		if r, err := b.loadRole(ctx, ld.Role); err != nil {
-			return err
-		} else if r != nil && r.DBName == ld.DBName {
-			stmts = r.RenewStatements
-		}
-	}
-	b.cfgMu.RLock()
-	defer b.cfgMu.RUnlock()
-	c, err := b.loadConfig(ctx, ld.DBName)
+	stmts, err := b.roleStatements(ctx, ld, ld.RenewStatements, func(r *role) []string { return r.RenewStatements })
 	if err != nil {
 		return err
 	}
-	if c == nil {
-		return fmt.Errorf("config %q: %w", ld.DBName, ErrNoConfig)
-	}
-	p, err := b.pool(ld.DBName, c)
+	b.cfgMu.RLock()
+	defer b.cfgMu.RUnlock()
+	c, p, err := b.leaseConn(ctx, ld.DBName)
 	if err != nil {
 		return err
 	}
@@ -397,4 +375,38 @@ UNION SELECT n.nspname FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grant
 		return fmt.Errorf("revoke privileges: %w", sqlErr(err))
 	}
 	return nil
+}
+
+// roleStatements returns the statements of the lease's role as it is now
+// (pick), or saved (those recorded with the lease) when the role is gone or
+// now names another database.
+func (b *Backend) roleStatements(ctx context.Context, ld *LeaseData, saved []string, pick func(*role) []string) ([]string, error) {
+	if ld.Role == "" || validName(ld.Role) != nil {
+		return saved, nil
+	}
+	r, err := b.loadRole(ctx, ld.Role)
+	if err != nil {
+		return nil, err
+	}
+	if r != nil && r.DBName == ld.DBName {
+		return pick(r), nil
+	}
+	return saved, nil
+}
+
+// leaseConn returns the config named by a lease and its pool. b.cfgMu must
+// be held (read) while they are used.
+func (b *Backend) leaseConn(ctx context.Context, name string) (*dbConfig, *pgxpool.Pool, error) {
+	c, err := b.loadConfig(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if c == nil {
+		return nil, nil, fmt.Errorf("config %q: %w", name, ErrNoConfig)
+	}
+	p, err := b.pool(name, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, p, nil
 }
