@@ -37,6 +37,8 @@ type localAPI struct {
 	token []byte
 	proxy *httputil.ReverseProxy
 	bufs  sync.Pool // *[]byte response buffers of cache reads
+	// leases caches leased credentials (leases.go); ready as zero value.
+	leases leaseCache
 }
 
 // ServeHTTP routes a local request: the agent's own endpoints and cache
@@ -79,6 +81,11 @@ func (h *localAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			return
 		}
+	}
+	// Leased credentials (leases.go): served from, or captured into, the
+	// lease cache; callers' own tokens only.
+	if !local && h.leases.serve(h, w, r, tok) {
+		return
 	}
 	if !online {
 		h.refuse(w, r, false, http.StatusServiceUnavailable, ErrControlPlaneUnreachable.Error())

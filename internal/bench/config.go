@@ -5,13 +5,17 @@
 // The idea: client and server usually share a small machine, so the driver
 // must cost as little CPU as possible, and every figure should come with a
 // ratio that survives a noisy machine. Run drives one operation (KV v2 reads,
-// KV v2 writes, token creation, a 90/10 read/write mix, or the baseline) from
+// KV v2 writes, token creation, a 90/10 read/write mix, PKI certificate
+// issuance, database credentials issued and revoked, or the baseline) from
 // Concurrency workers for a fixed Duration after a warm-up. Each worker owns
 // one keep-alive HTTP/1.1 connection (plain or TLS), writes each request with
 // one Write from a reused buffer holding the pre-built headers and body, and
 // reads the response with net/http's http.ReadResponse. No response body is
 // decoded on the hot path: only the status code is checked, and the body is
-// drained so the connection is reused. (net/http's Transport was measured at
+// drained so the connection is reused. The one exception is db-creds, whose
+// operation is a round trip of two requests: the lease_id of the first
+// response is decoded (one small JSON decode per operation, next to the
+// milliseconds PostgreSQL takes) and sent back in the second. (net/http's Transport was measured at
 // about twice the CPU per request, spent handing each request to its read and
 // write goroutines; on a machine the server shares, that CPU is taken from the
 // server.) Each worker appends latencies to its own preallocated slice, so the
@@ -55,10 +59,42 @@ const (
 	// Result counts the writes and their total time (no latency figures).
 	// It is how a store is filled for a memory or size measurement.
 	OpFill Op = "fill"
+	// OpPKIIssue issues certificates with POST /v1/<mount>/issue/bench
+	// {"common_name":"<i>.bench.test"}, i random among Keys. Setup mounts a
+	// pki engine at Mount if there is none, generates an EC P-256 root CA if
+	// the mount has no CA (an existing CA must be EC P-256), and writes the
+	// role "bench" (allowed_domains bench.test, allow_subdomains, key_type
+	// ec, key_bits 256, ttl 5m, no_store as PKINoStore). Nothing is revoked:
+	// the certificates expire after 5 minutes.
+	OpPKIIssue Op = "pki-issue"
+	// OpDBCreds drives one round trip per operation: GET
+	// /v1/<mount>/creds/bench, which creates a PostgreSQL user, then PUT
+	// /v1/sys/leases/revoke {"lease_id": ...} with the lease_id decoded from
+	// the first response, which drops it. The latency covers both requests.
+	// Setup mounts a database engine at Mount if there is none and writes
+	// the config "bench" (postgresql-database-plugin, PGURL templated) and
+	// the role "bench" (CREATE ROLE ... VALID UNTIL, GRANT SELECT; REVOKE
+	// and DROP ROLE on revocation; default_ttl 5m).
+	OpDBCreds Op = "db-creds"
 )
 
 // Ops lists every operation, in the order the CLI documents them.
-func Ops() []Op { return []Op{OpKVRead, OpKVWrite, OpTokenCreate, OpMixed, OpBaseline, OpFill} }
+func Ops() []Op {
+	return []Op{OpKVRead, OpKVWrite, OpTokenCreate, OpMixed, OpBaseline, OpFill, OpPKIIssue, OpDBCreds}
+}
+
+// DefaultMount returns the mount path an operation uses when Config.Mount
+// is empty: "pki" for OpPKIIssue, "database" for OpDBCreds, "secret" (the
+// KV v2 mount) for the others.
+func (o Op) DefaultMount() string {
+	switch o {
+	case OpPKIIssue:
+		return "pki"
+	case OpDBCreds:
+		return "database"
+	}
+	return "secret"
+}
 
 // Limits enforced by Validate.
 const (
@@ -82,7 +118,8 @@ type Config struct {
 	// Token is sent as X-Vault-Token (-token). Required for every op but
 	// OpBaseline. It never appears in errors or results.
 	Token string
-	// Mount is the KV v2 mount path, e.g. "secret" (-mount).
+	// Mount is the mount path of the engine the operation drives, e.g.
+	// "secret" (-mount); empty means Op.DefaultMount.
 	Mount string
 	// Namespace is sent as X-Vault-Namespace, selecting an edgevault zone or
 	// a Vault namespace (-namespace); empty sends none.
@@ -109,6 +146,18 @@ type Config struct {
 	TLSSkipVerify bool
 	// Seed seeds the workers' random key choice; 0 picks one from the clock.
 	Seed uint64
+	// PGURL is the PostgreSQL connection URL the server's database engine
+	// uses for OpDBCreds (-pg-url), as the server reaches it:
+	// postgres://user:password@host:port/dbname?sslmode=disable. The user
+	// must be allowed to create and drop roles. The user and password are
+	// written to the engine's config as username and password, the URL as a
+	// {{username}}/{{password}} template. Required for OpDBCreds, ignored
+	// otherwise. It never appears in errors or results.
+	PGURL string
+	// PKINoStore sets no_store on the role OpPKIIssue writes
+	// (-pki-no-store): the server then skips the durable write of each
+	// certificate, as Vault's no_store does.
+	PKINoStore bool
 }
 
 // DefaultConfig returns the defaults the CLI documents.
@@ -116,7 +165,6 @@ func DefaultConfig() Config {
 	return Config{
 		Op:          OpKVRead,
 		Address:     "http://127.0.0.1:8200",
-		Mount:       "secret",
 		Concurrency: 16,
 		Duration:    10 * time.Second,
 		Warmup:      time.Second,
@@ -147,8 +195,18 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.Namespace, "\r\n") {
 		return fmt.Errorf("%w: -namespace: must not contain a line break", ErrInvalidConfig)
 	}
-	if err := checkMount(c.Mount); err != nil {
-		return bad("-mount: %v", err)
+	if c.Mount != "" {
+		if err := checkMount(c.Mount); err != nil {
+			return bad("-mount: %v", err)
+		}
+	}
+	if c.Op == OpDBCreds {
+		if c.PGURL == "" {
+			return bad("-pg-url: a PostgreSQL connection URL is required for -op %s (postgres://user:password@host:port/dbname)", c.Op)
+		}
+		if _, err := splitPGURL(c.PGURL); err != nil {
+			return bad("-pg-url: %v", err)
+		}
 	}
 	switch {
 	case c.Concurrency < 1 || c.Concurrency > MaxConcurrency:
@@ -165,6 +223,14 @@ func (c Config) Validate() error {
 		return bad("-timeout: must be positive, got %s", c.Timeout)
 	}
 	return nil
+}
+
+// mount returns the mount path the run uses, without surrounding slashes.
+func (c Config) mount() string {
+	if c.Mount == "" {
+		return c.Op.DefaultMount()
+	}
+	return strings.Trim(c.Mount, "/")
 }
 
 func (o Op) valid() bool {

@@ -20,6 +20,20 @@ func TestDefaultConfigIsValid(t *testing.T) {
 	}
 }
 
+func TestDefaultMount(t *testing.T) {
+	for op, want := range map[Op]string{OpKVRead: "secret", OpFill: "secret", OpPKIIssue: "pki", OpDBCreds: "database"} {
+		cfg := DefaultConfig()
+		cfg.Op = op
+		if got := cfg.mount(); got != want || op.DefaultMount() != want {
+			t.Errorf("%s: mount %q, DefaultMount %q, want %q", op, got, op.DefaultMount(), want)
+		}
+		cfg.Mount = "/team/x/"
+		if got := cfg.mount(); got != "team/x" {
+			t.Errorf("%s with -mount /team/x/: %q", op, got)
+		}
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name   string
@@ -63,6 +77,14 @@ func TestConfigValidate(t *testing.T) {
 		{"zero value size", func(c *Config) { c.ValueSize = 0 }, "-value-size"},
 		{"huge value size", func(c *Config) { c.ValueSize = MaxValueSize + 1 }, "-value-size"},
 		{"zero timeout", func(c *Config) { c.Timeout = 0 }, "-timeout"},
+		{"default mount", func(c *Config) { c.Mount = "" }, ""},
+		{"pki-issue", func(c *Config) { c.Op = OpPKIIssue }, ""},
+		{"db-creds", func(c *Config) { c.Op, c.PGURL = OpDBCreds, "postgres://u:pw@127.0.0.1:5432/postgres" }, ""},
+		{"db-creds without -pg-url", func(c *Config) { c.Op = OpDBCreds }, "-pg-url"},
+		{"db-creds, -pg-url not postgres", func(c *Config) { c.Op, c.PGURL = OpDBCreds, "mysql://u:secret-token@h/d" }, "-pg-url"},
+		{"db-creds, -pg-url without password", func(c *Config) { c.Op, c.PGURL = OpDBCreds, "postgres://u@h/d" }, "-pg-url"},
+		{"db-creds, -pg-url unparsable", func(c *Config) { c.Op, c.PGURL = OpDBCreds, "postgres://u:secret-token@[::1/d" }, "-pg-url"},
+		{"-pg-url ignored by other ops", func(c *Config) { c.PGURL = "garbage" }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

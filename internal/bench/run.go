@@ -10,7 +10,8 @@ import (
 )
 
 // Run validates cfg, prepares the server (kv-read and mixed write their Keys
-// secrets first), runs the workers for cfg.Warmup without measuring, then
+// secrets first; pki-issue and db-creds mount and configure their engine,
+// see OpPKIIssue and OpDBCreds), runs the workers for cfg.Warmup without measuring, then
 // for cfg.Duration while measuring, and returns what it measured. It stops by
 // itself: requests still in flight when the window closes are waited for at
 // most cfg.Timeout, then counted as errors.
@@ -32,6 +33,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			return Result{}, fmt.Errorf("fill of %d keys: %w", t.keys, err)
 		}
 		return Result{Op: cfg.Op, Concurrency: cfg.Concurrency, Elapsed: time.Since(start), Ops: int64(t.keys)}, nil
+	}
+	if err := t.prepare(ctx, cfg); err != nil {
+		return Result{}, fmt.Errorf("setup of %s at %s/: %w", cfg.Op, t.mount, err)
 	}
 	if cfg.Op == OpKVRead || cfg.Op == OpMixed {
 		if err := t.setup(ctx, cfg.Concurrency); err != nil {
@@ -138,6 +142,9 @@ func (w *worker) loop(measureStart, end, deadline time.Time) {
 		}
 		k, key := w.next()
 		err := w.do(k, key, deadline)
+		if k == kindCreds && err == nil {
+			err = w.do(kindRevoke, 0, deadline)
+		}
 		if err != nil && w.ctx.Err() != nil {
 			return // cancelled: neither an op nor an error
 		}
@@ -161,6 +168,10 @@ func (w *worker) next() (kind, int) {
 		return kindWrite, key
 	case OpTokenCreate:
 		return kindToken, 0
+	case OpPKIIssue:
+		return kindIssue, key
+	case OpDBCreds:
+		return kindCreds, 0
 	case OpMixed:
 		if w.rng.IntN(10) == 0 {
 			return kindWrite, key

@@ -35,8 +35,13 @@ type target struct {
 	hostport string      // dial address: host:port, or the socket's path
 	tls      *tls.Config // nil for http
 	dialer   *net.Dialer
+	base     string // the address's path, before /v1/
+	mount    string // the engine's mount path, no slashes around it
 	keyPath  string // "<base>/v1/<mount>/data/bench/", followed by the key number
 	tokPath  string // "<base>/v1/auth/token/create"
+	issPath  string // "<base>/v1/<mount>/issue/bench"
+	credPath string // "<base>/v1/<mount>/creds/bench"
+	revPath  string // "<base>/v1/sys/leases/revoke"
 	headers  string // "Host: ...\r\n...X-Vault-Token: ...\r\n"
 	kvTail   string // Content-Type, Content-Length, blank line and KV body
 	tokTail  string // the same for token creation
@@ -76,8 +81,12 @@ func newTarget(cfg Config) (*target, error) {
 	if u.Scheme == "https" {
 		t.tls = tlsCfg
 	}
-	t.keyPath = base + "/v1/" + strings.Trim(cfg.Mount, "/") + "/data/bench/"
+	t.base, t.mount = base, cfg.mount()
+	t.keyPath = base + "/v1/" + t.mount + "/data/bench/"
 	t.tokPath = base + "/v1/auth/token/create"
+	t.issPath = base + "/v1/" + t.mount + "/issue/" + benchRole
+	t.credPath = base + "/v1/" + t.mount + "/creds/" + benchRole
+	t.revPath = base + "/v1/sys/leases/revoke"
 	t.headers = "Host: " + host + "\r\nUser-Agent: edgevault-bench\r\n"
 	if cfg.Token != "" {
 		t.headers += "X-Vault-Token: " + cfg.Token + "\r\n"
@@ -121,42 +130,121 @@ func tlsConfig(cfg Config, serverName string) (*tls.Config, error) {
 type kind int
 
 const (
-	kindRead  kind = iota // GET <keyPath><key>
-	kindWrite             // PUT <keyPath><key> with the KV body
-	kindToken             // POST <tokPath> with the token body
+	kindRead   kind = iota // GET <keyPath><key>
+	kindWrite              // PUT <keyPath><key> with the KV body
+	kindToken              // POST <tokPath> with the token body
+	kindIssue              // POST <issPath> {"common_name":"<key>.bench.test"}
+	kindCreds              // GET <credPath>; the response's lease_id is kept
+	kindRevoke             // PUT <revPath> {"lease_id":<the kept lease_id>}
+	kindRaw                // the worker's rawRequest (setup); the body is kept
 )
 
-// appendRequest appends the whole HTTP/1.1 request of kind k to b.
+// The pieces of the pki-issue body around the key number.
+const (
+	issueHead = `{"common_name":"`
+	issueTail = `.` + benchDomain + `"}`
+)
+
+// appendRequest appends the whole HTTP/1.1 request of kind k to b, for the
+// kinds that need nothing but the key (all but kindRevoke and kindRaw).
 func (t *target) appendRequest(b []byte, k kind, key int) []byte {
+	b = append(b, k.method()...)
+	b = append(b, ' ')
 	switch k {
-	case kindRead:
-		b = append(b, "GET "...)
+	case kindRead, kindWrite:
 		b = strconv.AppendInt(append(b, t.keyPath...), int64(key), 10)
-	case kindWrite:
-		b = append(b, "PUT "...)
-		b = strconv.AppendInt(append(b, t.keyPath...), int64(key), 10)
-	default:
-		b = append(b, "POST "...)
+	case kindToken:
 		b = append(b, t.tokPath...)
+	case kindIssue:
+		b = append(b, t.issPath...)
+	case kindCreds:
+		b = append(b, t.credPath...)
 	}
 	b = append(b, " HTTP/1.1\r\n"...)
 	b = append(b, t.headers...)
 	switch k {
-	case kindRead:
-		return append(b, "\r\n"...)
 	case kindWrite:
 		return append(b, t.kvTail...)
-	default:
+	case kindToken:
 		return append(b, t.tokTail...)
+	case kindIssue:
+		n := len(issueHead) + len(issueTail) + digits(key)
+		b = append(b, "Content-Type: application/json\r\nContent-Length: "...)
+		b = append(strconv.AppendInt(b, int64(n), 10), "\r\n\r\n"...)
+		b = strconv.AppendInt(append(b, issueHead...), int64(key), 10)
+		return append(b, issueTail...)
 	}
+	return append(b, "\r\n"...)
+}
+
+// digits returns the length of the decimal form of n >= 0.
+func digits(n int) int {
+	d := 1
+	for ; n >= 10; n /= 10 {
+		d++
+	}
+	return d
+}
+
+// appendBody appends the headers closing a request with a JSON body, and
+// the body.
+func appendBody(b, body []byte) []byte {
+	b = append(b, "Content-Type: application/json\r\nContent-Length: "...)
+	b = append(strconv.AppendInt(b, int64(len(body)), 10), "\r\n\r\n"...)
+	return append(b, body...)
 }
 
 // path returns the request path of kind k, for error messages.
 func (t *target) path(k kind, key int) string {
-	if k == kindToken {
+	switch k {
+	case kindToken:
 		return t.tokPath
+	case kindIssue:
+		return t.issPath
+	case kindCreds:
+		return t.credPath
+	case kindRevoke:
+		return t.revPath
 	}
 	return t.keyPath + strconv.Itoa(key)
+}
+
+// rawRequest is a setup request (kindRaw).
+type rawRequest struct {
+	method, path string // path from the server's root: "<base>/v1/..."
+	body         []byte // JSON; nil for none
+}
+
+// appendRequest appends the request of kind k, any kind, to b.
+func (w *worker) appendRequest(b []byte, k kind, key int) []byte {
+	switch k {
+	case kindRevoke:
+		b = append(b, "PUT "...)
+		b = append(b, w.t.revPath...)
+		b = append(b, " HTTP/1.1\r\n"...)
+		b = append(b, w.t.headers...)
+		w.revBody = appendJSONString(append(w.revBody[:0], `{"lease_id":`...), w.leaseID)
+		return appendBody(b, append(w.revBody, '}'))
+	case kindRaw:
+		b = append(b, w.raw.method...)
+		b = append(b, ' ')
+		b = append(b, w.raw.path...)
+		b = append(b, " HTTP/1.1\r\n"...)
+		b = append(b, w.t.headers...)
+		if w.raw.body == nil {
+			return append(b, "\r\n"...)
+		}
+		return appendBody(b, w.raw.body)
+	}
+	return w.t.appendRequest(b, k, key)
+}
+
+// describe returns the method and path of a request, for error messages.
+func (w *worker) describe(k kind, key int) (method, path string) {
+	if k == kindRaw {
+		return w.raw.method, w.raw.path
+	}
+	return k.method(), w.t.path(k, key)
 }
 
 // worker issues one request at a time on its own connection. Its fields are
@@ -169,6 +257,12 @@ type worker struct {
 	conn *conn // nil until dialled, and after a failure
 	lat  []time.Duration
 	errs int64
+
+	// db-creds and setup only:
+	body    []byte     // the body of the last kindCreds or kindRaw response
+	leaseID string     // the lease_id of the last kindCreds response
+	revBody []byte     // reused buffer for the kindRevoke body
+	raw     rawRequest // the next kindRaw request
 }
 
 // conn is one keep-alive connection.
@@ -236,9 +330,10 @@ func (w *worker) do(k kind, key int, deadline time.Time) error {
 // try makes one attempt; stale reports a failure that a reused connection
 // going stale explains.
 func (w *worker) try(k kind, key int, deadline time.Time) (stale bool, err error) {
+	method, path := w.describe(k, key)
 	fail := func(err error) *requestError {
 		w.close()
-		return &requestError{method: k.method(), path: w.t.path(k, key), err: err}
+		return &requestError{method: method, path: path, err: err}
 	}
 	if w.conn == nil {
 		if err := w.dial(); err != nil {
@@ -257,7 +352,7 @@ func (w *worker) try(k kind, key int, deadline time.Time) (stale bool, err error
 	}
 	reused := c.used
 	c.used = true
-	w.buf = w.t.appendRequest(w.buf[:0], k, key)
+	w.buf = w.appendRequest(w.buf[:0], k, key)
 	if _, err := c.nc.Write(w.buf); err != nil {
 		return reused && isStale(err), fail(err)
 	}
@@ -268,7 +363,9 @@ func (w *worker) try(k kind, key int, deadline time.Time) (stale bool, err error
 	var failure error
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		head, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		failure = &requestError{method: k.method(), path: w.t.path(k, key), status: resp.StatusCode, msg: errorMessage(head)}
+		failure = &requestError{method: method, path: path, status: resp.StatusCode, msg: errorMessage(head)}
+	} else if k == kindCreds || k == kindRaw {
+		failure = w.keepBody(resp.Body, k, method, path)
 	}
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 		resp.Body.Close()
@@ -285,8 +382,51 @@ func (w *worker) try(k kind, key int, deadline time.Time) (stale bool, err error
 	return false, failure
 }
 
+// keepBody reads a successful response's body into w.body; for kindCreds
+// it decodes the lease_id into w.leaseID.
+func (w *worker) keepBody(r io.Reader, k kind, method, path string) error {
+	b, err := readAllInto(w.body[:0], io.LimitReader(r, maxBody+1))
+	w.body = b
+	switch {
+	case err != nil:
+		return &requestError{method: method, path: path, err: fmt.Errorf("read body: %w", err)}
+	case len(b) > maxBody:
+		return &requestError{method: method, path: path, err: fmt.Errorf("response body over %d bytes", maxBody)}
+	case k == kindCreds:
+		id, err := leaseIDOf(b)
+		if err != nil {
+			return &requestError{method: method, path: path, err: err}
+		}
+		w.leaseID = id
+	}
+	return nil
+}
+
+// maxBody bounds the response bodies a worker keeps.
+const maxBody = 1 << 20
+
+// readAllInto appends everything r yields to b.
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+}
+
 func (k kind) method() string {
-	return [...]string{kindRead: http.MethodGet, kindWrite: http.MethodPut, kindToken: http.MethodPost}[k]
+	return [...]string{
+		kindRead: http.MethodGet, kindWrite: http.MethodPut, kindToken: http.MethodPost,
+		kindIssue: http.MethodPost, kindCreds: http.MethodGet, kindRevoke: http.MethodPut, kindRaw: "",
+	}[k]
 }
 
 // isStale reports an error typical of a keep-alive connection the server

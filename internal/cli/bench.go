@@ -39,6 +39,20 @@ Operations:
   mixed         set up as kv-read, then 90% reads and 10% writes
   baseline      the GETs of kv-read without setup, for 'edgevault bench serve-baseline'
   fill          write each of -keys secrets once, report the time, and stop
+  pki-issue     POST <mount>/issue/bench {"common_name":"<i>.bench.test"}, i < -keys
+                (-mount default pki). Setup mounts pki if absent, generates an
+                EC P-256 root unless the mount has a CA, writes the role bench
+                (bench.test and subdomains, ec 256, ttl 5m; -pki-no-store sets
+                no_store). Nothing is revoked: the certificates expire after 5m
+  db-creds      one round trip = GET <mount>/creds/bench (a new PostgreSQL user)
+                then PUT sys/leases/revoke with its lease_id (-mount default
+                database). Setup mounts database if absent and writes the
+                config bench (from -pg-url) and the role bench (CREATE ROLE ...
+                VALID UNTIL, GRANT SELECT; REVOKE, DROP ROLE on revocation)
+
+-pg-url (or EDGEVAULT_BENCH_PG_URL, which keeps the password out of the
+process list) is postgres://user:password@host:port/dbname as the SERVER
+reaches it; the user must be able to create and drop roles.
 
 The address comes from -address, EDGEVAULT_ADDR, VAULT_ADDR, or
 http://127.0.0.1:8200; unix:///absolute/path/to.sock sends plain HTTP over a
@@ -50,6 +64,8 @@ Exit codes: 0 ok (even with request errors), 1 the run failed, 2 bad flags.`,
 		Example: `  edgevault bench serve-baseline &
   edgevault bench -op baseline -address http://127.0.0.1:8299 -c 16 -d 5s -format json
   edgevault bench -op kv-read -c 16 -d 10s -format json
+  edgevault bench -op pki-issue -c 16 -d 10s
+  EDGEVAULT_BENCH_PG_URL=postgres://admin:pw@127.0.0.1:5432/postgres edgevault bench -op db-creds -c 4
   edgevault bench -op baseline -address unix:///run/edgevault-agent.sock -token "$(cat local-token)"`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -58,6 +74,9 @@ Exit codes: 0 ok (even with request errors), 1 the run failed, 2 bad flags.`,
 			}
 			cfg.Op = bench.Op(op)
 			applyBenchEnv(e, cmd, &cfg)
+			if cfg.PGURL == "" {
+				cfg.PGURL = e.getenv("EDGEVAULT_BENCH_PG_URL")
+			}
 			if err := cfg.Validate(); err != nil {
 				return usageError{err}
 			}
@@ -77,13 +96,15 @@ Exit codes: 0 ok (even with request errors), 1 the run failed, 2 bad flags.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&op, "op", string(cfg.Op), "operation: kv-read, kv-write, token-create, mixed, baseline or fill")
+	f.StringVar(&op, "op", string(cfg.Op), "operation: kv-read, kv-write, token-create, mixed, baseline, fill, pki-issue or db-creds")
 	f.IntVarP(&cfg.Concurrency, "concurrency", "c", cfg.Concurrency, "number of workers, each with its own connection")
 	f.DurationVarP(&cfg.Duration, "duration", "d", cfg.Duration, "how long to measure")
 	f.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "how long to run before measuring")
 	f.StringVar(&cfg.Address, "address", "", "server URL, or unix:///path of a socket (default $EDGEVAULT_ADDR, $VAULT_ADDR, then http://127.0.0.1:8200)")
 	f.StringVar(&cfg.Token, "token", "", "token sent as X-Vault-Token (default $EDGEVAULT_TOKEN, then $VAULT_TOKEN)")
-	f.StringVar(&cfg.Mount, "mount", cfg.Mount, "KV v2 mount path")
+	f.StringVar(&cfg.Mount, "mount", "", "mount path of the engine driven (default: secret, pki for pki-issue, database for db-creds)")
+	f.StringVar(&cfg.PGURL, "pg-url", "", "db-creds: PostgreSQL URL as the server reaches it (default $EDGEVAULT_BENCH_PG_URL)")
+	f.BoolVar(&cfg.PKINoStore, "pki-no-store", false, "pki-issue: set no_store on the role (certificates are not stored)")
 	f.StringVar(&cfg.Namespace, "namespace", "", "zone (or Vault namespace) sent as X-Vault-Namespace")
 	f.IntVar(&cfg.Keys, "keys", cfg.Keys, "number of distinct secrets read or written")
 	f.IntVar(&cfg.ValueSize, "value-size", cfg.ValueSize, "bytes of value per written secret")
@@ -149,6 +170,9 @@ func printBenchResult(e *env, format string, cfg bench.Config, res bench.Result)
 	}
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "op\t%s\n", s.Op)
+	if cfg.Op == bench.OpDBCreds {
+		fmt.Fprintln(tw, "one op\tcreds + lease revoke (two requests)")
+	}
 	fmt.Fprintf(tw, "address\t%s\n", cfg.Address)
 	fmt.Fprintf(tw, "concurrency\t%d\n", s.Concurrency)
 	fmt.Fprintf(tw, "duration\t%s (after %s warm-up)\n", res.Elapsed.Round(time.Millisecond), cfg.Warmup)

@@ -34,6 +34,7 @@ const DefaultTrustDomain = "edgevault.local"
 //	POST   auth/attest/renew        {public_key | csr}  with the agent's client certificate (mTLS)
 //	LIST   sys/agents, GET/DELETE sys/agents/:id, POST/DELETE sys/agents/:id/quarantine, POST sys/agents/:id/reattest
 //	POST   sys/agents/audit         {spool, signature, entries: [{line, seed}]}   mTLS: the agent's entries, signed by batch
+//	POST   sys/agents/pki-sub-ca    {mount, role, public_key}   mTLS: an offline sub-CA for the agent (agents_subca.go)
 //
 // Every one of them is audited like any request, refusals included.
 
@@ -41,7 +42,7 @@ const DefaultTrustDomain = "edgevault.local"
 // credential is in the request (a join token, a client certificate).
 var unauthenticatedAuth = map[string]bool{
 	"auth/attest/enroll": true, "auth/attest/renew": true, "auth/attest/tpm/challenge": true, "auth/attest/renew/challenge": true,
-	"sys/agents/audit": true,
+	"sys/agents/audit": true, "sys/agents/pki-sub-ca": true,
 }
 
 // serveAttest answers auth/attest/*.

@@ -13,6 +13,7 @@ import (
 	"github.com/edgevault/edgevault/internal/attest"
 	"github.com/edgevault/edgevault/internal/attest/tpm"
 	"github.com/edgevault/edgevault/internal/audit"
+	"github.com/edgevault/edgevault/internal/engine/pki"
 	"github.com/edgevault/edgevault/internal/lease"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/policy"
@@ -66,7 +67,7 @@ type core struct {
 	audit    *audit.Broker
 	salt     *audit.Salt        // the zone's audit HMAC key
 	leases   *lease.Manager     // the zone's leases, expired on time
-	stop     context.CancelFunc // ends the zone's background work
+	stop     context.CancelFunc // ends the zone's background work and closes its engines
 }
 
 // bootstrap runs once, inside init, while the barrier is briefly unsealed:
@@ -108,21 +109,30 @@ func (s *Server) newCore(ctx, bg context.Context, name string, store storage.Bac
 	if err != nil {
 		return nil, err
 	}
-	mt, err := s.buildMountTable(name, store, entries)
+	mt, err := s.buildMountTable(name, store, entries, nil)
 	if err != nil {
 		return nil, err
 	}
-	bg, stop := context.WithCancel(bg)
+	bg, cancel := context.WithCancel(bg)
 	c := &core{
-		stop:     stop,
 		zone:     name,
 		store:    store,
-		tokens:   token.NewStore(storage.NewView(store, tokenPrefix), token.Options{Logger: s.log.With("zone", name), TidyInterval: s.cfg.TokenTidyInterval}),
 		policies: policy.NewStore(storage.NewView(store, policyPrefix)),
 		audit:    broker,
 		salt:     salt,
 	}
+	// Revoking a token expires its leases first (the lease manager exists
+	// before the first request can revoke anything).
+	c.tokens = token.NewStore(storage.NewView(store, tokenPrefix), token.Options{Logger: s.log.With("zone", name),
+		TidyInterval: s.cfg.TokenTidyInterval, BeforeRevoke: c.expireTokenLeases})
 	c.mounts.Store(mt)
+	c.stop = func() {
+		cancel()
+		for _, e := range c.mounts.Load().entries {
+			closeEngine(e.handler)
+		}
+	}
+	stop := c.stop
 	c.policies.OnChange(func() {
 		if u := s.state.Load(); u != nil {
 			u.republish(name) // what the zone's agents may cache may have changed
@@ -302,6 +312,8 @@ func (s *Server) zoneCore(ctx context.Context, u *unsealed, name string) (*core,
 func (s *Server) dropCoreLocked() {
 	if u := s.state.Swap(nil); u != nil {
 		u.sync.Shutdown()
+		u.root.stop()
+		u.named.Range(func(_, c any) bool { c.(*core).stop(); return true })
 		u.stop()
 	}
 }
@@ -316,6 +328,9 @@ type route struct {
 	serve func(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request)
 	// sudoPaths lists relative paths that need sudo on top of the capability.
 	sudoPaths []string
+	// public, when set, reports the relative paths read without a token
+	// (Vault's unauthenticated paths: a pki mount's CA and CRL).
+	public func(rel string) bool
 }
 
 func (rt *route) sudo(rel string) bool {
@@ -347,5 +362,9 @@ func (c *core) route(path string) (*route, string, error) {
 	if m == nil {
 		return nil, "", fmt.Errorf("%w: no handler for route %q; route entry not found", logical.ErrUnsupportedPath, path)
 	}
-	return &route{mountPoint: m.Path, mountType: m.Type, handler: m.handler}, path[len(m.Path):], nil
+	rt := &route{mountPoint: m.Path, mountType: m.Type, handler: m.handler}
+	if m.Type == "pki" {
+		rt.public = pki.Unauthenticated
+	}
+	return rt, path[len(m.Path):], nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/edgevault/edgevault/internal/lease"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/storage"
+	"github.com/edgevault/edgevault/internal/token"
 )
 
 // Leases (the leases issue), per zone, Vault's API:
@@ -23,6 +24,7 @@ import (
 //	PUT  sys/leases/revoke-prefix/:prefix   (sudo)
 //	PUT  sys/leases/revoke-force/:prefix    (sudo)
 //	PUT  sys/leases/tidy
+//	LIST sys/leases/failing                 (edgevault: leases whose revocation is being retried)
 
 // leasePrefix is where a zone's leases are stored.
 const leasePrefix = "sys/expire/"
@@ -43,6 +45,18 @@ func (s *Server) newLeaseManager(bg context.Context, c *core) (*lease.Manager, e
 		return nil, err
 	}
 	return m, nil
+}
+
+// expireTokenLeases is the token store's BeforeRevoke hook: the leases of
+// the tokens being revoked become due now and the lease manager revokes
+// them (as Vault does, asynchronously, with retries).
+func (c *core) expireTokenLeases(ctx context.Context, accessors []string) error {
+	for _, acc := range accessors {
+		if _, err := c.leases.ExpireByToken(ctx, acc); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // leaseRevoker finds the engine responsible for a lease path.
@@ -98,8 +112,41 @@ func (r leaseRecorder) RecordLease(ctx context.Context, l database.Lease) error 
 		return err
 	}
 	_, err = c.leases.Register(ctx, lease.Lease{ID: l.ID, Zone: r.zone, Path: l.Path, IssueTime: l.IssueTime,
-		ExpireTime: l.IssueTime.Add(l.TTL), TTL: l.TTL, MaxTTL: l.MaxTTL, Renewable: l.Renewable, Data: l.Data})
+		ExpireTime: l.IssueTime.Add(l.TTL), TTL: l.TTL, MaxTTL: l.MaxTTL, Renewable: l.Renewable, Data: l.Data,
+		TokenAccessor: callerAccessor(ctx)})
 	return err
+}
+
+// leaseResponse registers the lease of an engine response that asks for one
+// without registering it itself (a PKI role with generate_lease: Vault's
+// non-renewable certificate leases) and sets its lease ID. The response is
+// returned only once its lease is durable.
+func (c *core) leaseResponse(ctx context.Context, rt *route, req *logical.Request, resp *logical.Response) error {
+	if resp == nil || resp.LeaseID != "" || resp.LeaseDuration <= 0 || rt.mountType != "pki" {
+		return nil
+	}
+	data, err := pki.LeaseDataFor(resp)
+	if err != nil {
+		return err
+	}
+	ttl := time.Duration(resp.LeaseDuration) * time.Second
+	now := time.Now()
+	l, err := c.leases.Register(ctx, lease.Lease{Zone: c.zone, Path: rt.mountPoint + req.Path, IssueTime: now,
+		ExpireTime: now.Add(ttl), TTL: ttl, MaxTTL: ttl, Data: data, TokenAccessor: callerAccessor(ctx)})
+	if err != nil {
+		return fmt.Errorf("register the certificate's lease: %w", err)
+	}
+	resp.LeaseID = l.ID
+	return nil
+}
+
+// callerAccessor is the accessor of the token making the request in ctx
+// ("" for none): the lease it obtains is revoked with the token.
+func callerAccessor(ctx context.Context) string {
+	if e, ok := token.CallerFrom(ctx); ok {
+		return e.Accessor()
+	}
+	return ""
 }
 
 // leaseHandler answers sys/leases/*.
@@ -168,6 +215,20 @@ func (h leaseHandler) HandleRequest(ctx context.Context, req *logical.Request) (
 	case strings.HasPrefix(rel, "revoke-force/") && write:
 		_, err := h.m.RevokeForce(ctx, strings.TrimPrefix(rel, "revoke-force/"))
 		return nil, leaseError(err)
+	case rel == "failing" && (req.Operation == logical.ListOperation || req.Operation == logical.ReadOperation):
+		failing, err := h.m.Failing(ctx)
+		if err != nil {
+			return nil, leaseError(err)
+		}
+		keys := make([]string, len(failing))
+		info := make(map[string]any, len(failing))
+		for i, l := range failing {
+			keys[i] = l.ID
+			d := leaseData(l)
+			d["next_attempt"] = l.NextAttempt.UTC().Format(time.RFC3339Nano)
+			info[l.ID] = d
+		}
+		return &logical.Response{Data: map[string]any{"keys": keys, "key_info": info}}, nil
 	case rel == "tidy" && write:
 		rep, err := h.m.Tidy(ctx)
 		if err != nil {
@@ -205,6 +266,10 @@ func leaseError(err error) error {
 		return fmt.Errorf("%w: %v", logical.ErrNotFound, err)
 	case errors.Is(err, lease.ErrInvalid), errors.Is(err, lease.ErrNotRenewable), errors.Is(err, lease.ErrExpired):
 		return logical.InvalidRequest("%v", err)
+	case errors.Is(err, lease.ErrRevokeFailed):
+		// The engine's error names what failed (never a credential); the
+		// operator needs it, and needs to know nothing was forgotten.
+		return operatorError{fmt.Errorf("%w; the lease is kept and its revocation retried (LIST sys/leases/failing)", err)}
 	}
 	return err
 }

@@ -99,11 +99,24 @@ func writeMountTable(ctx context.Context, b storage.Backend, entries []*mountEnt
 	return nil
 }
 
-// buildMountTable starts an engine for each stored entry of zone, over store.
-func (s *Server) buildMountTable(zone string, store storage.Backend, entries []*mountEntry) (*mountTable, error) {
+// buildMountTable starts an engine for each stored entry of zone, over
+// store; an entry already running in prev (same UUID) keeps its engine, with
+// its connections and caches.
+func (s *Server) buildMountTable(zone string, store storage.Backend, entries []*mountEntry, prev *mountTable) (*mountTable, error) {
+	running := map[string]logical.Handler{}
+	if prev != nil {
+		for _, e := range prev.entries {
+			running[e.UUID] = e.handler
+		}
+	}
 	t := &mountTable{}
 	for _, e := range entries {
 		cp := *e
+		if h := running[cp.UUID]; h != nil {
+			cp.handler = h
+			t.entries = append(t.entries, &cp)
+			continue
+		}
 		switch cp.Type {
 		case "kv":
 			onChange := func(key string) {
@@ -339,6 +352,11 @@ func (s *Server) disableMount(ctx context.Context, c *core, path string) error {
 	if gone == nil {
 		return nil // Vault answers 204 for a path with no mount.
 	}
+	// As Vault does, the mount's leases are revoked first: its secrets must
+	// not outlive the engine that can revoke them. A failure keeps the mount.
+	if _, err := c.leases.RevokePrefix(ctx, strings.TrimSuffix(path, "/")); err != nil {
+		return fmt.Errorf("unmount %q: revoke its leases (the mount is kept; see sys/leases/failing): %w", path, err)
+	}
 	if err := s.replaceMountsLocked(ctx, c, keep); err != nil {
 		return err
 	}
@@ -351,10 +369,11 @@ func (s *Server) disableMount(ctx context.Context, c *core, path string) error {
 	return nil
 }
 
-// replaceMountsLocked persists the zone's new mount table and swaps it in.
-// s.mu is held.
+// replaceMountsLocked persists the zone's new mount table and swaps it in;
+// the engines of mounts that are gone are closed. s.mu is held.
 func (s *Server) replaceMountsLocked(ctx context.Context, c *core, entries []*mountEntry) error {
-	mt, err := s.buildMountTable(c.zone, c.store, entries)
+	prev := c.mounts.Load()
+	mt, err := s.buildMountTable(c.zone, c.store, entries, prev)
 	if err != nil {
 		return err
 	}
@@ -362,7 +381,24 @@ func (s *Server) replaceMountsLocked(ctx context.Context, c *core, entries []*mo
 		return err
 	}
 	c.mounts.Store(mt)
+	kept := map[string]bool{}
+	for _, e := range mt.entries {
+		kept[e.UUID] = true
+	}
+	for _, e := range prev.entries {
+		if !kept[e.UUID] {
+			closeEngine(e.handler)
+		}
+	}
 	return nil
+}
+
+// closeEngine releases what an engine holds open (a database engine's
+// connection pools); engines holding nothing have no Close.
+func closeEngine(h logical.Handler) {
+	if c, ok := h.(interface{ Close() }); ok {
+		c.Close()
+	}
 }
 
 // deleteTree removes every key under prefix.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/edgevault/edgevault/internal/barrier"
@@ -56,6 +57,14 @@ func writeResponseID(w http.ResponseWriter, resp *logical.Response, mountType, r
 	status := resp.StatusCode
 	if status == 0 {
 		status = http.StatusOK
+	}
+	if resp.Raw != nil {
+		h := w.Header()
+		h.Set("Content-Type", resp.ContentType)
+		h.Set("Content-Length", strconv.Itoa(len(resp.Raw)))
+		w.WriteHeader(status)
+		_, _ = w.Write(resp.Raw)
+		return
 	}
 	if resp.Data == nil && resp.Auth == nil && len(resp.Warnings) == 0 && resp.StatusCode == 0 && resp.LeaseID == "" {
 		w.WriteHeader(http.StatusNoContent)

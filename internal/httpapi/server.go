@@ -229,6 +229,13 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 			tok = strings.TrimPrefix(a, "Bearer ")
 		}
 	}
+	if op == logical.ReadOperation && !strings.HasPrefix(path, "sys/") {
+		// As in Vault, a token is neither needed nor checked there.
+		if rt, rel, err := c.route(path); err == nil && rt.public != nil && rt.public(rel) {
+			s.servePublic(c, w, r, rt, rel, t)
+			return
+		}
+	}
 	if tok == "" {
 		errorf(w, http.StatusForbidden, "permission denied")
 		return
@@ -341,6 +348,9 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		return
 	}
 	resp, err := route.handler.HandleRequest(ctx, &req.Request)
+	if err == nil {
+		err = c.leaseResponse(ctx, route, &req.Request, resp)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -351,6 +361,32 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		requestID = t.entry.Request.ID // the envelope and the audit entries name one request
 	}
 	writeResponseID(w, resp, route.mountType, requestID)
+}
+
+// servePublic serves a read of an unauthenticated mount path (rt.public),
+// audited like the rest.
+func (s *Server) servePublic(c *core, w http.ResponseWriter, r *http.Request, rt *route, rel string, t *trail) {
+	data := queryData(r)
+	if t != nil {
+		t.entry.Request.MountPoint, t.entry.Request.MountType = rt.mountPoint, rt.mountType
+		t.entry.Request.Operation, t.entry.Request.Data = string(logical.ReadOperation), data
+		if err := c.logRequest(t); err != nil {
+			s.auditFailed(w, r, err)
+			return
+		}
+	}
+	resp, err := rt.handler.HandleRequest(r.Context(), &logical.Request{Operation: logical.ReadOperation, Path: rel,
+		MountPoint: rt.mountPoint, Data: data, Query: r.URL.Query()})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	requestID := ""
+	if t != nil {
+		t.resp = resp
+		requestID = t.entry.Request.ID
+	}
+	writeResponseID(w, resp, rt.mountType, requestID)
 }
 
 // serveCredentialed serves an auth path whose credential is in the request

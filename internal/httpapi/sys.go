@@ -47,6 +47,8 @@ func (c *core) sysRoute(rel string) *route {
 		return sys(serveAuditLog, "audit-log/disclose")
 	case rel == "agents/audit":
 		return sys(serveAgentAudit)
+	case rel == "agents/pki-sub-ca":
+		return sys(serveAgentSubCA)
 	case rel == "agents" || strings.HasPrefix(rel, "agents/"):
 		return sys(serveAgents)
 	case strings.HasPrefix(rel, "leases/"):

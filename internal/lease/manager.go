@@ -356,25 +356,78 @@ func (m *Manager) RevokePrefix(ctx context.Context, prefix string) (int, error) 
 	return m.revokeAll(ctx, ids)
 }
 
-// RevokeByToken revokes every lease registered with TokenAccessor acc; the
-// token revocation hook calls it. Results as RevokePrefix.
+// RevokeByToken revokes every lease registered with TokenAccessor acc, now.
+// Results as RevokePrefix.
 func (m *Manager) RevokeByToken(ctx context.Context, acc string) (int, error) {
+	ids, err := m.tokenLeases(ctx, acc)
+	if err != nil {
+		return 0, err
+	}
+	return m.revokeAll(ctx, ids)
+}
+
+// ExpireByToken makes every lease registered with TokenAccessor acc due now,
+// durably, and leaves the revocations to the expiry workers (with their
+// retries): the token revocation hook calls it, so revoking a token never
+// waits on an engine, and a crash after it loses nothing. It returns how
+// many leases it brought forward.
+func (m *Manager) ExpireByToken(ctx context.Context, acc string) (int, error) {
+	ids, err := m.tokenLeases(ctx, acc)
+	if err != nil {
+		return 0, err
+	}
+	now := m.cfg.Now().Round(0).UTC()
+	n := 0
+	for _, id := range ids {
+		moved, err := m.expireNow(ctx, id, now)
+		if err != nil {
+			return n, fmt.Errorf("lease: expire leases of token: %w", err)
+		}
+		if moved {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// expireNow brings lease id's expiry forward to now and reports whether it
+// did (a lease already due or failing is left as it is).
+func (m *Manager) expireNow(ctx context.Context, id string, now time.Time) (bool, error) {
+	unlock := m.locks.Lock(id)
+	defer unlock()
+	l, err := m.load(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil // revoked meanwhile
+	}
+	if err != nil {
+		return false, err
+	}
+	if l.Failing() || !l.ExpireTime.After(now) {
+		return false, nil
+	}
+	oldDue := dueKey(l)
+	l.ExpireTime = now
+	return true, m.rewrite(ctx, l, oldDue, nil)
+}
+
+// tokenLeases returns the ids of the leases registered with accessor acc.
+func (m *Manager) tokenLeases(ctx context.Context, acc string) ([]string, error) {
 	if acc == "" || len(acc) > 256 || strings.ContainsAny(acc, "/\x00") {
-		return 0, fmt.Errorf("%w: accessor: must be 1 to 256 bytes without '/' or NUL", ErrInvalid)
+		return nil, fmt.Errorf("%w: accessor: must be 1 to 256 bytes without '/' or NUL", ErrInvalid)
 	}
 	names, err := m.cfg.Store.List(ctx, pfxTok+acc+"/")
 	if err != nil {
-		return 0, fmt.Errorf("lease: revoke by token: %w", err)
+		return nil, fmt.Errorf("lease: leases of token: %w", err)
 	}
 	ids := make([]string, 0, len(names))
 	for _, n := range names {
 		id, err := b64.DecodeString(n)
 		if err != nil {
-			return 0, fmt.Errorf("%w: token index key %q", ErrCorrupt, n)
+			return nil, fmt.Errorf("%w: token index key %q", ErrCorrupt, n)
 		}
 		ids = append(ids, string(id))
 	}
-	return m.revokeAll(ctx, ids)
+	return ids, nil
 }
 
 func (m *Manager) revokeAll(ctx context.Context, ids []string) (int, error) {

@@ -78,6 +78,11 @@ type Response struct {
 	// StatusCode overrides the default 200 when non-zero (Vault answers some
 	// reads with 404 and a body).
 	StatusCode int
+	// Raw, when not nil, is sent as the HTTP body instead of the JSON
+	// envelope, with ContentType (Vault's pki/ca DER, pki/ca/pem PEM, ...).
+	// Data may still describe it for audit and for callers in process.
+	Raw         []byte
+	ContentType string
 }
 
 // Handler serves the requests under one mount point.

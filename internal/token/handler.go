@@ -23,9 +23,15 @@ func WithCaller(ctx context.Context, e *Entry) context.Context {
 	return context.WithValue(ctx, callerKey{}, e)
 }
 
+// CallerFrom returns the caller's token entry WithCaller put in ctx.
+func CallerFrom(ctx context.Context) (*Entry, bool) {
+	e, ok := ctx.Value(callerKey{}).(*Entry)
+	return e, ok && e != nil
+}
+
 // caller returns the entry of the token making req.
 func (s *Store) caller(ctx context.Context, req *logical.Request) (*Entry, error) {
-	if e, ok := ctx.Value(callerKey{}).(*Entry); ok && e != nil {
+	if e, ok := CallerFrom(ctx); ok {
 		return e, nil
 	}
 	e, err := s.Lookup(ctx, req.ClientToken)

@@ -42,6 +42,17 @@ func (s *Store) RevokeAccessor(ctx context.Context, acc string) error {
 	return err
 }
 
+// notifyRevoke calls the BeforeRevoke hook for tokens about to be deleted.
+func (s *Store) notifyRevoke(ctx context.Context, accessors []string) error {
+	if s.beforeRevoke == nil || len(accessors) == 0 {
+		return nil
+	}
+	if err := s.beforeRevoke(ctx, accessors); err != nil {
+		return fmt.Errorf("token store: revoke: what the tokens own could not be revoked, so they are kept: %w", err)
+	}
+	return nil
+}
+
 // node is one token of a subtree being revoked.
 type node struct {
 	hash   string
@@ -101,7 +112,7 @@ func (s *Store) revokeTreeLocked(ctx context.Context, hash string) (int, error) 
 	for end := len(order); end > 0; end -= revokeBatch {
 		start := max(end-revokeBatch, 0)
 		var ops []storage.Op
-		var hashes []string
+		var hashes, accessors []string
 		batchRemoved := 0
 		// Reverse breadth-first order: children before their parents.
 		for i := end - 1; i >= start; i-- {
@@ -116,12 +127,16 @@ func (s *Store) revokeTreeLocked(ctx context.Context, hash string) (int, error) 
 			ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: keyID + n.hash})
 			if e != nil {
 				batchRemoved++
+				accessors = append(accessors, e.rec.Accessor)
 				ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: keyAccessor + k.accessorHash(e.rec.Accessor)})
 			}
 			if n.parent != "" {
 				ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: childKey(n.parent, n.hash)})
 			}
 			hashes = append(hashes, n.hash)
+		}
+		if err := s.notifyRevoke(ctx, accessors); err != nil {
+			return removed, err
 		}
 		if err := s.b.Txn(ctx, ops); err != nil {
 			return removed, fmt.Errorf("token store: revoke: %w", err)
@@ -186,6 +201,9 @@ func (s *Store) RevokeOrphan(ctx context.Context, id string) error {
 			return fmt.Errorf("token store: orphan children: %w", err)
 		}
 		s.cache.invalidate(hashes...)
+	}
+	if err := s.notifyRevoke(ctx, []string{e.rec.Accessor}); err != nil {
+		return err
 	}
 	ops := []storage.Op{
 		{Kind: storage.OpDelete, Key: keyID + hash},

@@ -121,6 +121,12 @@ type Options struct {
 	// CacheSize bounds the lookup cache, in entries. Default 10000; a
 	// negative value disables the cache.
 	CacheSize int
+	// BeforeRevoke, if set, is called with the accessors of tokens about to
+	// be deleted (revoked, or removed by Tidy once expired), before the
+	// deletion is written; an error stops the revocation, so nothing a
+	// token owns can outlive it unnoticed. The lease manager uses it to
+	// expire the tokens' leases. It must be quick: the store's mutex is held.
+	BeforeRevoke func(ctx context.Context, accessors []string) error
 }
 
 // Default values of Options.
@@ -144,6 +150,7 @@ type Store struct {
 	defaultTTL   time.Duration
 	maxTTL       time.Duration
 	tidyInterval time.Duration
+	beforeRevoke func(ctx context.Context, accessors []string) error
 
 	keys   atomic.Pointer[hashKeys]
 	saltMu sync.Mutex
@@ -163,6 +170,7 @@ func NewStore(b storage.Backend, opts Options) *Store {
 		defaultTTL:   opts.DefaultTTL,
 		maxTTL:       opts.MaxTTL,
 		tidyInterval: opts.TidyInterval,
+		beforeRevoke: opts.BeforeRevoke,
 	}
 	if s.now == nil {
 		s.now = time.Now

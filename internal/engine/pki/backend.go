@@ -159,12 +159,12 @@ func (b *Backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 		if op != logical.ReadOperation {
 			return nil, unsupported(req)
 		}
-		return b.readCA(ctx, req.Path == "ca_chain" || req.Path == "cert/ca_chain")
+		return b.readCA(ctx, req.Path)
 	case req.Path == "crl" || req.Path == "crl/pem" || req.Path == "cert/crl":
 		if op != logical.ReadOperation {
 			return nil, unsupported(req)
 		}
-		return b.readCRL(ctx)
+		return b.readCRL(ctx, req.Path)
 	case req.Path == "crl/rotate":
 		if op != logical.ReadOperation && !write {
 			return nil, unsupported(req)
@@ -180,7 +180,7 @@ func (b *Backend) HandleRequest(ctx context.Context, req *logical.Request) (*log
 			return nil, unsupported(req)
 		}
 		if rest == "ca" {
-			return b.readCA(ctx, false)
+			return b.readCA(ctx, req.Path)
 		}
 		return b.readCert(ctx, rest)
 	case req.Path == "tidy":

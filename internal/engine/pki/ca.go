@@ -547,9 +547,9 @@ func (b *Backend) deleteCA(ctx context.Context) error {
 	return nil
 }
 
-// readCA serves ca, ca/pem, cert/ca and (chain) ca_chain. The HTTP layer
-// should send the PEM raw; see the package doc.
-func (b *Backend) readCA(ctx context.Context, chain bool) (*logical.Response, error) {
+// readCA serves ca (raw DER), ca/pem and ca_chain (raw PEM), and cert/ca and
+// cert/ca_chain (JSON {"certificate"}), as Vault does.
+func (b *Backend) readCA(ctx context.Context, path string) (*logical.Response, error) {
 	ca, err := b.loadCA(ctx)
 	if errors.Is(err, ErrNoCA) {
 		return nil, fmt.Errorf("%w: %s", logical.ErrNotFound, ErrNoCA.msg)
@@ -558,8 +558,15 @@ func (b *Backend) readCA(ctx context.Context, chain bool) (*logical.Response, er
 		return nil, err
 	}
 	out := ca.certPEM
-	if chain {
+	if path == "ca_chain" || path == "cert/ca_chain" {
 		out = strings.Join(ca.chainPEM, "\n")
 	}
-	return &logical.Response{Data: map[string]any{"certificate": out}}, nil
+	resp := &logical.Response{Data: map[string]any{"certificate": out}}
+	switch path {
+	case "ca": // Vault: the DER certificate itself
+		resp.Raw, resp.ContentType = ca.cert.Raw, "application/pkix-cert"
+	case "ca/pem", "ca_chain":
+		resp.Raw, resp.ContentType = []byte(out), "application/pem-certificate-chain"
+	}
+	return resp, nil
 }

@@ -123,14 +123,23 @@ func (b *Backend) revoke(ctx context.Context, serial string, allowUnknown bool, 
 	return rec, nil
 }
 
-// readCRL serves crl, crl/pem and cert/crl: the CRL in PEM, rebuilt when a
-// revocation or tidy invalidated it or it is past its NextUpdate.
-func (b *Backend) readCRL(ctx context.Context) (*logical.Response, error) {
+// readCRL serves crl (raw DER), crl/pem (raw PEM) and cert/crl (JSON
+// {"certificate"} in PEM), rebuilt when a revocation or tidy invalidated it
+// or it is past its NextUpdate.
+func (b *Backend) readCRL(ctx context.Context, path string) (*logical.Response, error) {
 	der, err := b.currentCRL(ctx, false)
 	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: map[string]any{"certificate": pemString("X509 CRL", der)}}, nil
+	pemText := pemString("X509 CRL", der)
+	resp := &logical.Response{Data: map[string]any{"certificate": pemText}}
+	switch path {
+	case "crl": // Vault: the DER CRL itself
+		resp.Raw, resp.ContentType = der, "application/pkix-crl"
+	case "crl/pem":
+		resp.Raw, resp.ContentType = []byte(pemText), "application/x-pem-file"
+	}
+	return resp, nil
 }
 
 // rotateCRL serves crl/rotate: rebuild the CRL now.

@@ -49,11 +49,10 @@
 //
 // # Raw responses
 //
-// Vault answers ca, ca/pem, ca_chain, crl and crl/pem with a raw body (DER
-// or PEM), not JSON. logical.Response has no field for a raw body yet, so
-// these paths answer JSON {"certificate": "<PEM>"} (cert/ca and cert/crl do
-// the same in Vault) and the HTTP layer is expected to send the PEM, or its
-// DER, raw for the non-cert/ paths.
+// Vault answers ca, crl (DER), ca/pem, ca_chain and crl/pem (PEM) with a raw
+// body, not JSON: these responses set logical.Response.Raw and ContentType,
+// which the HTTP layer sends as they are. Data still holds {"certificate":
+// "<PEM>"}, as cert/ca, cert/ca_chain and cert/crl answer in JSON.
 //
 // # Leases
 //

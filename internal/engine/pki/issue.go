@@ -106,21 +106,15 @@ func parseCSR(s string) (*x509.CertificateRequest, error) {
 
 // issue serves issue/:role: a new key and a certificate for it.
 func (b *Backend) issue(ctx context.Context, req *logical.Request, roleName string) (*logical.Response, error) {
-	lr, err := parseLeafRequest(req.Data)
+	lr, err := parseIssueRequest(req.Data, roleName)
 	if err != nil {
 		return nil, err
-	}
-	if _, ok := req.Data["csr"]; ok {
-		return nil, logical.InvalidRequest("field \"csr\": not taken by issue; use sign/%s", truncate(roleName))
 	}
 	r, err := b.loadRole(ctx, roleName)
 	if err != nil {
 		return nil, err
 	}
-	if r.KeyType == keyTypeAny {
-		return nil, logical.InvalidRequest("field \"key_type\": role %q has key_type \"any\", which only sign/:role accepts", truncate(roleName))
-	}
-	key, err := generateKey(r.KeyType, r.KeyBits)
+	key, err := issueKey(r, roleName)
 	if err != nil {
 		return nil, err
 	}
@@ -128,12 +122,42 @@ func (b *Backend) issue(ctx context.Context, req *logical.Request, roleName stri
 	if err != nil {
 		return nil, err
 	}
-	if resp.Data["private_key"], err = encodeKey(key, lr.keyFormat); err != nil {
+	if err := addPrivateKey(resp, key, r, lr); err != nil {
 		return nil, err
 	}
-	resp.Data["private_key_type"] = r.KeyType
 	resp.Warnings = issueFields.unknownWarnings(req.Data)
 	return resp, nil
+}
+
+// parseIssueRequest reads an issue/:role request (which takes no csr).
+// Both the mount's issue and an agent's offline LocalIssuer use it.
+func parseIssueRequest(data map[string]any, roleName string) (*leafRequest, error) {
+	lr, err := parseLeafRequest(data)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := data["csr"]; ok {
+		return nil, logical.InvalidRequest("field \"csr\": not taken by issue; use sign/%s", truncate(roleName))
+	}
+	return lr, nil
+}
+
+// issueKey makes the key of an issued certificate, of the role's type.
+func issueKey(r role, roleName string) (crypto.Signer, error) {
+	if r.KeyType == keyTypeAny {
+		return nil, logical.InvalidRequest("field \"key_type\": role %q has key_type \"any\", which only sign/:role accepts", truncate(roleName))
+	}
+	return generateKey(r.KeyType, r.KeyBits)
+}
+
+// addPrivateKey puts the issued key into an issue response.
+func addPrivateKey(resp *logical.Response, key crypto.Signer, r role, lr *leafRequest) error {
+	var err error
+	if resp.Data["private_key"], err = encodeKey(key, lr.keyFormat); err != nil {
+		return err
+	}
+	resp.Data["private_key_type"] = r.KeyType
+	return nil
 }
 
 // sign serves sign/:role: a certificate for the CSR's key.

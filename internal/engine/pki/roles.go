@@ -43,6 +43,12 @@ type role struct {
 	Province                  []string `json:"province"`
 	StreetAddress             []string `json:"street_address"`
 	PostalCode                []string `json:"postal_code"`
+	// AllowOfflineSubCA lets an enrolled agent of the zone obtain a
+	// name-constrained sub-CA for this role (SignAgentSubCA) and issue
+	// from it while the control plane is unreachable. Default false.
+	AllowOfflineSubCA bool `json:"allow_offline_sub_ca"`
+	// OfflineSubCATTL is the lifetime of such a sub-CA, in seconds.
+	OfflineSubCATTL int64 `json:"offline_sub_ca_ttl"`
 }
 
 // defaultRole returns a role with Vault's defaults, except for the shorter
@@ -54,6 +60,7 @@ func defaultRole() role {
 		ServerFlag: true, ClientFlag: true, KeyType: keyTypeRSA, KeyBits: 2048,
 		KeyUsage:         []string{"DigitalSignature", "KeyAgreement", "KeyEncipherment"},
 		UseCSRCommonName: true, UseCSRSANs: true, RequireCN: true,
+		OfflineSubCATTL: int64(DefaultOfflineSubCATTL / time.Second),
 	}
 }
 
@@ -66,7 +73,7 @@ func (r *role) bools() map[string]*bool {
 		"allow_wildcard_certificates": &r.AllowWildcardCertificates, "enforce_hostnames": &r.EnforceHostnames,
 		"server_flag": &r.ServerFlag, "client_flag": &r.ClientFlag, "use_csr_common_name": &r.UseCSRCommonName,
 		"use_csr_sans": &r.UseCSRSANs, "require_cn": &r.RequireCN, "no_store": &r.NoStore,
-		"generate_lease": &r.GenerateLease,
+		"generate_lease": &r.GenerateLease, "allow_offline_sub_ca": &r.AllowOfflineSubCA,
 	}
 }
 
@@ -82,7 +89,8 @@ func (r *role) lists() map[string]*[]string {
 // roleFields are the fields a role write understands.
 func roleFields() fieldSet {
 	var r role
-	fs := fieldSet{"ttl", "max_ttl", "key_type", "key_bits", "issuer_ref", "signature_bits", "not_before_duration"}
+	fs := fieldSet{"ttl", "max_ttl", "key_type", "key_bits", "issuer_ref", "signature_bits", "not_before_duration",
+		"offline_sub_ca_ttl"}
 	for k := range r.bools() {
 		fs = append(fs, k)
 	}
@@ -185,6 +193,9 @@ func parseRole(data map[string]any) (role, error) {
 		return r, err
 	}
 	if r.KeyType, r.KeyBits, err = normalizeKey(kt, bits, true); err != nil {
+		return r, err
+	}
+	if err := r.parseOfflineSubCA(data); err != nil {
 		return r, err
 	}
 	return r, nil
