@@ -95,6 +95,8 @@ type agent struct {
 	// refusedRenewal is when a refused stream last triggered a renewal
 	// (unix ns).
 	refusedRenewal atomic.Int64
+	// subCAs issue certificates offline (subca.go); nil without OfflinePKI.
+	subCAs *subCAs
 
 	id     atomic.Pointer[identity]
 	online atomic.Bool
@@ -187,11 +189,13 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	}
 	defer a.audit.close()
 
+	a.subCAs = newSubCAs(a)
 	api := &localAPI{a: a, token: []byte(token)}
 	api.proxy = a.newProxy(func(w http.ResponseWriter, r *http.Request) {
 		api.refuse(w, r, false, http.StatusServiceUnavailable, ErrControlPlaneUnreachable.Error())
 	})
 	defer api.proxy.Transport.(*http.Transport).CloseIdleConnections()
+	api.leases.start(a) // leased credentials sealed in the cache: renewed from now on
 	hs := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
 	lns, info, err := listen(cfg)
@@ -222,6 +226,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	wg.Go(func() { a.control(ctx) })
 	wg.Go(func() { a.markLoop(ctx) })
 	wg.Go(func() { a.audit.forwardLoop(ctx) })
+	wg.Go(func() { a.subCAs.run(ctx) })
 	a.log.Info("agent started", "zone", cfg.Zone, "listen", info.Listen, "socket", info.Socket,
 		"agent_id", info.AgentID, "cached_paths", a.cache.Stats().Paths, "watermark", a.cache.Watermark())
 	if ready != nil {

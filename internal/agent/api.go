@@ -87,6 +87,11 @@ func (h *localAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !local && h.leases.serve(h, w, r, tok) {
 		return
 	}
+	// Offline certificate issuance from the agent's PKI sub-CAs (subca.go):
+	// the local token only, while the control plane is unreachable.
+	if local && !online && h.a.subCAs.serve(h, w, r) {
+		return
+	}
 	if !online {
 		h.refuse(w, r, false, http.StatusServiceUnavailable, ErrControlPlaneUnreachable.Error())
 		return

@@ -66,6 +66,7 @@ type readEntry struct {
 	remote    string
 	status    int
 	err       string
+	serial    string // a certificate issued offline (subca.go); "" if none
 }
 
 // appendLine appends e's audit line (compact JSON, no "seq": the spool
@@ -100,6 +101,10 @@ func (e *readEntry) appendLine(b []byte, now time.Time, zone string) []byte {
 	b = jsonenc.AppendString(b, zoneID(zone))
 	b = append(b, `}},"response":{"status_code":`...)
 	b = strconv.AppendInt(b, int64(e.status), 10)
+	if e.serial != "" {
+		b = append(b, `,"serial_number":`...)
+		b = jsonenc.AppendString(b, e.serial)
+	}
 	b = append(b, '}')
 	if e.err != "" {
 		b = append(b, `,"error":`...)

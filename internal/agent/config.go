@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/edgevault/edgevault/internal/zone"
@@ -43,6 +45,21 @@ type Config struct {
 	// (tpmdev.Open: "/dev/tpmrm0", "tcp://127.0.0.1:2321",
 	// "unix:///run/swtpm.sock"); "" means none: a join token, a key file.
 	TPM string
+	// OfflinePKI lists the PKI roles (offline_pki in the configuration
+	// file) the agent may issue certificates from while the control plane
+	// is unreachable, with a name-constrained sub-CA the server signs for
+	// it; each role must have allow_offline_sub_ca. Empty (the default):
+	// the agent never issues. See subca.go and docs/pki.md.
+	OfflinePKI []OfflinePKI `json:"offline_pki" hcl:"offline_pki"`
+}
+
+// OfflinePKI names one role of one PKI mount of the agent's zone.
+type OfflinePKI struct {
+	// Mount is the PKI mount's path, such as "pki" (no leading or
+	// trailing slash needed).
+	Mount string `json:"mount" hcl:"mount"`
+	// Role is the role's name, as in <mount>/issue/<role>.
+	Role string `json:"role" hcl:"role"`
 }
 
 // Info describes a running agent, as Run reports it to its ready callback.
@@ -88,6 +105,9 @@ func (c Config) Validate() error {
 	if c.Listen == "" && c.Socket == "" {
 		return errors.New("agent: config: Listen or Socket is required (where local applications reach the agent)")
 	}
+	if err := validateOfflinePKI(c.OfflinePKI); err != nil {
+		return err
+	}
 	if c.Listen != "" {
 		host, _, err := net.SplitHostPort(c.Listen)
 		if err != nil {
@@ -112,4 +132,36 @@ func (c Config) logger() *slog.Logger {
 		return slog.New(slog.DiscardHandler)
 	}
 	return c.Logger
+}
+
+// Bounds of OfflinePKI entries.
+const (
+	maxOfflinePKI     = 64
+	maxOfflineMount   = 256
+	maxOfflineRoleLen = 128
+)
+
+// validateOfflinePKI checks the offline PKI roles: a mount path and a role
+// name each, no duplicates.
+func validateOfflinePKI(l []OfflinePKI) error {
+	if len(l) > maxOfflinePKI {
+		return fmt.Errorf("agent: config: OfflinePKI: at most %d roles, got %d", maxOfflinePKI, len(l))
+	}
+	seen := map[string]bool{}
+	for i, o := range l {
+		m := strings.Trim(o.Mount, "/")
+		switch {
+		case m == "" || len(m) > maxOfflineMount:
+			return fmt.Errorf("agent: config: OfflinePKI[%d].Mount %q: want a mount path such as \"pki\" (1 to %d bytes)", i, o.Mount, maxOfflineMount)
+		case strings.ContainsAny(m, " \t\n?#%\x00") || strings.Contains(m, "//") || m == "sys" || m == "auth" ||
+			strings.HasPrefix(m, "sys/") || strings.HasPrefix(m, "auth/") || slices.Contains(strings.Split(m, "/"), ".."):
+			return fmt.Errorf("agent: config: OfflinePKI[%d].Mount %q: not a secrets engine mount path", i, o.Mount)
+		case o.Role == "" || len(o.Role) > maxOfflineRoleLen || strings.ContainsAny(o.Role, "/ \t\n?#%\x00") || o.Role == "..":
+			return fmt.Errorf("agent: config: OfflinePKI[%d].Role %q: want a role name (1 to %d bytes, no '/')", i, o.Role, maxOfflineRoleLen)
+		case seen[m+"\x00"+o.Role]:
+			return fmt.Errorf("agent: config: OfflinePKI[%d]: %s/issue/%s is listed twice", i, m, o.Role)
+		}
+		seen[m+"\x00"+o.Role] = true
+	}
+	return nil
 }

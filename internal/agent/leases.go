@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/internal/agent/cache"
+	"github.com/edgevault/edgevault/internal/jsonenc"
 )
 
 // Lease cache limits and timings.
@@ -109,10 +110,15 @@ type leaseEntry struct {
 	// reached its max_ttl).
 	Reissue bool `json:"reissue,omitempty"`
 
-	key   [32]byte
-	size  int
-	next  time.Time     // next renewal or re-issue, server clock
-	retry time.Duration // the wait after the next failure
+	key  [32]byte
+	size int
+	// rest is Response without request_id, lease_duration and warnings
+	// (a JSON object), and warnings its warnings: answers are built from
+	// them without decoding the response again.
+	rest     []byte
+	warnings []string
+	next     time.Time     // next renewal or re-issue, server clock
+	retry    time.Duration // the wait after the next failure
 }
 
 // leaseCache holds the leased answers; its zero value is ready and starts
@@ -157,6 +163,11 @@ func (l *leaseCache) load() {
 			if raw, herr := hex.DecodeString(k); herr == nil && len(raw) == 32 {
 				stale = append(stale, [32]byte(raw))
 			}
+			return nil
+		}
+		if err := e.prepare(); err != nil {
+			l.a.log.Warn("lease cache: dropping an unreadable entry", "path", pathOnly(e.Path), "err", err)
+			stale = append(stale, e.key)
 			return nil
 		}
 		e.size = entrySize(e)
@@ -287,7 +298,7 @@ func (l *leaseCache) serve(h *localAPI, w http.ResponseWriter, r *http.Request, 
 	if e != nil {
 		left := e.Expires.Sub(now)
 		margin := time.Duration(float64(e.Expires.Sub(e.Granted)) * leaseOnlineMargin)
-		if left >= time.Second && (!online || left > margin) {
+		if left > 0 && (!online || left > margin) {
 			l.answer(h, w, r, e, now, online)
 			return true
 		}
@@ -334,11 +345,63 @@ func (e *leaseEntry) takeAnswer(resp []byte, granted time.Time) bool {
 		return false
 	}
 	e.Response = bytes.Clone(resp)
+	if e.prepare() != nil {
+		return false
+	}
 	e.LeaseID, e.Renewable, e.Increment = lr.LeaseID, lr.Renewable, lr.LeaseDuration
 	e.Granted, e.Expires, e.Reissue = granted, granted.Add(time.Duration(lr.LeaseDuration)*time.Second), false
 	e.size, e.retry = entrySize(e), leaseMinRetry
 	schedule(e)
 	return true
+}
+
+// prepare splits e.Response into e.rest and e.warnings.
+func (e *leaseEntry) prepare() error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(e.Response, &m); err != nil {
+		return err
+	}
+	e.warnings = nil
+	if raw := m["warnings"]; len(raw) > 0 {
+		_ = json.Unmarshal(raw, &e.warnings) // null or not a list: dropped
+	}
+	dropFields(m)
+	rest, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	e.rest = rest
+	return nil
+}
+
+// dropFields removes the fields an answer from the cache replaces, in any
+// case: JSON decoders (Go's among them) match names case-insensitively.
+func dropFields(m map[string]json.RawMessage) {
+	for k := range m {
+		if strings.EqualFold(k, "request_id") || strings.EqualFold(k, "lease_duration") || strings.EqualFold(k, "warnings") {
+			delete(m, k)
+		}
+	}
+}
+
+// appendAnswer appends the answer to a request served from e: its
+// response with requestID, leaseDuration and warn added to its warnings.
+func (e *leaseEntry) appendAnswer(b, requestID []byte, leaseDuration int64, warn string) []byte {
+	b = append(b, `{"request_id":`...)
+	b = jsonenc.AppendString(b, string(requestID))
+	b = append(b, `,"lease_duration":`...)
+	b = strconv.AppendInt(b, leaseDuration, 10)
+	b = append(b, `,"warnings":[`...)
+	for _, w := range e.warnings {
+		b = jsonenc.AppendString(b, w)
+		b = append(b, ',')
+	}
+	b = jsonenc.AppendString(b, warn)
+	b = append(b, ']')
+	if len(e.rest) > 2 { // not {}
+		b = append(b, ',')
+	}
+	return append(b, e.rest[1:]...)
 }
 
 // put publishes e (replacing old, if still current), persists it and
@@ -433,7 +496,7 @@ func (l *leaseCache) persist(key [32]byte) {
 func (l *leaseCache) answer(h *localAPI, w http.ResponseWriter, r *http.Request, e *leaseEntry, now time.Time, online bool) {
 	var id [36]byte
 	ae := newEntry(r, appendRequestID(id[:0]), online)
-	left := int64(e.Expires.Sub(now) / time.Second)
+	left := max(1, int64(e.Expires.Sub(now)/time.Second)) // 0 would mean "no lease"
 	var warn string
 	if online {
 		warn = "edgevault agent: served from the agent's lease cache (the agent renews or re-issues this lease); lease_duration is the time left"
@@ -442,11 +505,7 @@ func (l *leaseCache) answer(h *localAPI, w http.ResponseWriter, r *http.Request,
 		warn = "edgevault agent: the control plane is unreachable; served from the agent's lease cache, valid for another " +
 			strconv.FormatInt(left, 10) + "s (until " + e.Expires.UTC().Format(time.RFC3339) + "); it is not renewed while the agent is offline"
 	}
-	out, err := rewrite(e.Response, ae.requestID, left, warn)
-	if err != nil {
-		h.refuse(w, r, online, http.StatusServiceUnavailable, "edgevault agent: the cached answer for "+pathOnly(e.Path)+" cannot be read")
-		return
-	}
+	out := e.appendAnswer(make([]byte, 0, len(e.rest)+len(warn)+160), ae.requestID, left, warn)
 	ae.status = http.StatusOK
 	if !h.audited(w, &ae, false) {
 		return
@@ -462,21 +521,30 @@ func (l *leaseCache) answer(h *localAPI, w http.ResponseWriter, r *http.Request,
 }
 
 // rewrite returns resp with a new request_id (if not nil), lease_duration
-// (if ≥ 0) and warn appended to its warnings.
+// (if ≥ 0) and warn appended to its warnings. (Answers from the cache are
+// built by appendAnswer; rewrite amends a proxied answer.)
 func rewrite(resp, requestID []byte, leaseDuration int64, warn string) ([]byte, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(resp, &m); err != nil {
 		return nil, err
 	}
+	var warnings []string
+	if raw := m["warnings"]; len(raw) > 0 {
+		_ = json.Unmarshal(raw, &warnings) // null or not a list: replaced
+	}
+	rid, ld := m["request_id"], m["lease_duration"]
+	dropFields(m)
+	m["request_id"], m["lease_duration"] = rid, ld
 	if requestID != nil {
 		m["request_id"], _ = json.Marshal(string(requestID))
 	}
 	if leaseDuration >= 0 {
 		m["lease_duration"] = strconv.AppendInt(nil, leaseDuration, 10)
 	}
-	var warnings []string
-	if raw := m["warnings"]; len(raw) > 0 {
-		_ = json.Unmarshal(raw, &warnings) // null or not a list: replaced
+	for k, v := range m {
+		if v == nil {
+			delete(m, k)
+		}
 	}
 	m["warnings"], _ = json.Marshal(append(warnings, warn))
 	return json.Marshal(m)
@@ -707,7 +775,8 @@ func (l *leaseCache) act(e *leaseEntry) {
 				ne.Granted, ne.Expires, ne.Renewable = sent, sent.Add(time.Duration(rr.LeaseDuration)*time.Second), rr.Renewable
 				// Shorter than asked: the lease's max_ttl is near; renewing
 				// again gains nothing, re-issue before it ends.
-				ne.Reissue = !rr.Renewable || rr.LeaseDuration*10 < e.Increment*9
+				// (The server truncates to whole seconds: one less is not short.)
+				ne.Reissue = !rr.Renewable || rr.LeaseDuration < e.Increment-1
 				ne.retry = leaseMinRetry
 				schedule(&ne)
 				l.put(&ne, e)

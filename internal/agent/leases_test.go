@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -198,7 +201,7 @@ func TestLeaseCacheDatabaseCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	create := `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`
-	for role, ttls := range map[string][2]string{"ro": {"6s", "1h"}, "short": {"4s", "6s"}} {
+	for role, ttls := range map[string][2]string{"ro": {"6s", "1h"}, "short": {"6s", "10s"}} {
 		if _, err := z.Logical().Write("database/roles/"+role, map[string]any{"db_name": "pg", "default_ttl": ttls[0], "max_ttl": ttls[1],
 			"creation_statements": create}); err != nil {
 			t.Fatal(err)
@@ -265,7 +268,7 @@ func TestLeaseCacheDatabaseCredentials(t *testing.T) {
 		t.Fatalf("a lease revoked through the agent was served again: %s", s.LeaseID)
 	}
 
-	// max_ttl 6s: the renewal comes back short, so the agent re-issues.
+	// max_ttl 10s: the second renewal comes back short, so the agent re-issues.
 	short := read("short")
 	start := time.Now()
 	var next *vault.Secret
@@ -274,7 +277,7 @@ func TestLeaseCacheDatabaseCredentials(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		return next.LeaseID != short.LeaseID
 	})
-	if !fromLeaseCache(next) || next.Data["username"] == short.Data["username"] || time.Since(start) > 6*time.Second {
+	if !fromLeaseCache(next) || next.Data["username"] == short.Data["username"] || time.Since(start) > 10*time.Second {
 		t.Fatalf("re-issue: lease %s user %v after %v, warnings %v", next.LeaseID, next.Data["username"], time.Since(start), next.Warnings)
 	}
 }
@@ -309,6 +312,11 @@ func TestCredentialPath(t *testing.T) {
 // server (nothing is renewed: the agent is offline).
 func newTestLeaseCache(t *testing.T, dir string) *leaseCache {
 	t.Helper()
+	return newTestLeaseCacheFor(t, dir, "https://127.0.0.1:1", nil)
+}
+
+func newTestLeaseCacheFor(t *testing.T, dir, server string, roots *x509.CertPool) *leaseCache {
+	t.Helper()
 	kp, err := keyfile.Open(filepath.Join(dir, "cache.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -318,7 +326,7 @@ func newTestLeaseCache(t *testing.T, dir string) *leaseCache {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	a := &agent{cfg: Config{ServerAddr: "https://127.0.0.1:1", Zone: testZone}, log: Config{}.logger(), clock: time.Now, cache: c}
+	a := &agent{cfg: Config{ServerAddr: server, Zone: testZone}, log: Config{}.logger(), clock: time.Now, cache: c, roots: roots}
 	l := &leaseCache{}
 	l.start(a)
 	return l
@@ -383,6 +391,35 @@ func FuzzLeaseAnswer(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rewrite of an accepted answer: %v", err)
 		}
+		check(t, out)
+		check(t, e.appendAnswer(nil, []byte("rid"), 7, "warn"))
+		// Both keep every other field as it was.
+		var in, viaRewrite, viaAnswer map[string]json.RawMessage
+		_ = json.Unmarshal(resp, &in)
+		_ = json.Unmarshal(out, &viaRewrite)
+		_ = json.Unmarshal(e.appendAnswer(nil, []byte("rid"), 7, "warn"), &viaAnswer)
+		for k, v := range in {
+			if strings.EqualFold(k, "request_id") || strings.EqualFold(k, "lease_duration") || strings.EqualFold(k, "warnings") {
+				continue
+			}
+			if !bytes.Equal(compact(v), compact(viaRewrite[k])) || !bytes.Equal(compact(v), compact(viaAnswer[k])) {
+				t.Fatalf("field %q: %s became %s / %s", k, v, viaRewrite[k], viaAnswer[k])
+			}
+		}
+	})
+}
+
+func compact(raw []byte) []byte {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return raw
+	}
+	return b.Bytes()
+}
+
+func check(t *testing.T, out []byte) {
+	t.Helper()
+	{
 		var got struct {
 			RequestID     string   `json:"request_id"`
 			LeaseDuration int      `json:"lease_duration"`
@@ -390,9 +427,87 @@ func FuzzLeaseAnswer(f *testing.F) {
 		}
 		if err := json.Unmarshal(out, &got); err != nil || got.RequestID != "rid" || got.LeaseDuration != 7 ||
 			len(got.Warnings) == 0 || got.Warnings[len(got.Warnings)-1] != "warn" {
-			t.Fatalf("rewrite gave %s (%v)", out, err)
+			t.Fatalf("the answer is %s (%v)", out, err)
 		}
-	})
+	}
 }
 
 var _ http.ResponseWriter = (*captureWriter)(nil)
+
+// Renewal failures: a network error or a 5xx keeps the entry and backs
+// off (doubling); a 4xx evicts it, from memory and from the file.
+func TestLeaseCacheRenewFailures(t *testing.T) {
+	status := make(chan int, 1)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/sys/leases/renew" || r.Header.Get("X-Vault-Token") != "tok" {
+			t.Errorf("unexpected request %s %s", r.Method, r.URL.Path)
+		}
+		writeError(w, <-status, "no")
+	}))
+	defer srv.Close()
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	dir := t.TempDir()
+	l := newTestLeaseCacheFor(t, dir, srv.URL, roots)
+	now := time.Now()
+	e := &leaseEntry{Method: "GET", Path: "/v1/database/creds/ro", Token: "tok", Stored: now, key: leaseKey("tok", "read", "/v1/database/creds/ro", "", nil)}
+	if !e.takeAnswer([]byte(`{"lease_id":"database/creds/ro/x","lease_duration":3600,"renewable":true,"data":{}}`), now) {
+		t.Fatal("takeAnswer")
+	}
+	l.put(e, nil)
+	current := func() *leaseEntry { l.mu.Lock(); defer l.mu.Unlock(); return l.entries[e.key] }
+	for i, code := range []int{http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+		cur := current()
+		status <- code
+		before := time.Now()
+		l.act(cur)
+		got := current()
+		if got == nil || got.retry != leaseMinRetry<<(i+1) || got.next.Before(before.Add(leaseMinRetry<<i)) || got.LeaseID != e.LeaseID {
+			t.Fatalf("after a %d: entry %+v", code, got)
+		}
+	}
+	status <- http.StatusBadRequest
+	l.act(current())
+	if current() != nil {
+		t.Fatal("a 400 on renewal did not evict the entry")
+	}
+	l.a.cache.Close()
+	if l2 := newTestLeaseCache(t, dir); len(l2.entries) != 0 {
+		t.Fatalf("the evicted entry came back after a restart: %d entries", len(l2.entries))
+	}
+}
+
+// BenchmarkLeaseCacheHit measures an answer from the lease cache (a PKI
+// answer of about 3 KiB) through the local API's handler, audited, at
+// GOMAXPROCS concurrency: what an application pays for a cached
+// credential, without the network.
+func BenchmarkLeaseCacheHit(b *testing.B) {
+	a := benchAgent(b, openTestCache(b))
+	a.online.Store(true)
+	api := &localAPI{a: a, token: []byte("eva.benchmark-local-token-0123456789")}
+	api.leases.start(a)
+	body := []byte(`{"common_name":"api.edge.example"}`)
+	now := time.Now()
+	e := &leaseEntry{Method: "PUT", Path: "/v1/pki/issue/web", Token: "tok", Body: body, Stored: now,
+		key: leaseKey("tok", "update", "/v1/pki/issue/web", "", body)}
+	resp, _ := json.Marshal(map[string]any{"request_id": "x", "lease_id": "pki/issue/web/abc", "lease_duration": 3600, "renewable": false,
+		"data": map[string]any{"certificate": strings.Repeat("A", 1000), "issuing_ca": strings.Repeat("B", 1000), "private_key": strings.Repeat("C", 300),
+			"serial_number": "01:02:03", "expiration": 1}, "warnings": nil})
+	if !e.takeAnswer(resp, now) {
+		b.Fatal("takeAnswer")
+	}
+	api.leases.put(e, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodPut, "/v1/pki/issue/web", strings.NewReader(string(body)))
+			req.Header.Set(tokenHeader, "tok")
+			rec := &recorder{h: http.Header{}}
+			api.ServeHTTP(rec, req)
+			if rec.status != http.StatusOK {
+				b.Fatalf("%d %s", rec.status, rec.body)
+			}
+		}
+	})
+}

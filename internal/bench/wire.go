@@ -330,9 +330,9 @@ func (w *worker) do(k kind, key int, deadline time.Time) error {
 // try makes one attempt; stale reports a failure that a reused connection
 // going stale explains.
 func (w *worker) try(k kind, key int, deadline time.Time) (stale bool, err error) {
-	method, path := w.describe(k, key)
 	fail := func(err error) *requestError {
 		w.close()
+		method, path := w.describe(k, key) // only on failure: path allocates
 		return &requestError{method: method, path: path, err: err}
 	}
 	if w.conn == nil {
@@ -363,9 +363,10 @@ func (w *worker) try(k kind, key int, deadline time.Time) (stale bool, err error
 	var failure error
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		head, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		method, path := w.describe(k, key)
 		failure = &requestError{method: method, path: path, status: resp.StatusCode, msg: errorMessage(head)}
 	} else if k == kindCreds || k == kindRaw {
-		failure = w.keepBody(resp.Body, k, method, path)
+		failure = w.keepBody(resp.Body, k, key)
 	}
 	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
 		resp.Body.Close()
@@ -384,20 +385,20 @@ func (w *worker) try(k kind, key int, deadline time.Time) (stale bool, err error
 
 // keepBody reads a successful response's body into w.body; for kindCreds
 // it decodes the lease_id into w.leaseID.
-func (w *worker) keepBody(r io.Reader, k kind, method, path string) error {
+func (w *worker) keepBody(r io.Reader, k kind, key int) error {
 	b, err := readAllInto(w.body[:0], io.LimitReader(r, maxBody+1))
 	w.body = b
 	switch {
 	case err != nil:
-		return &requestError{method: method, path: path, err: fmt.Errorf("read body: %w", err)}
+		err = fmt.Errorf("read body: %w", err)
 	case len(b) > maxBody:
-		return &requestError{method: method, path: path, err: fmt.Errorf("response body over %d bytes", maxBody)}
+		err = fmt.Errorf("response body over %d bytes", maxBody)
 	case k == kindCreds:
-		id, err := leaseIDOf(b)
-		if err != nil {
-			return &requestError{method: method, path: path, err: err}
-		}
-		w.leaseID = id
+		w.leaseID, err = leaseIDOf(b)
+	}
+	if err != nil {
+		method, path := w.describe(k, key)
+		return &requestError{method: method, path: path, err: err}
 	}
 	return nil
 }

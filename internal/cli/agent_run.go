@@ -37,8 +37,12 @@ func agentConfig(e *env, path string) (agent.Config, string, error) {
 		}
 		tok = strings.TrimSpace(string(raw))
 	}
-	return agent.Config{ServerAddr: fc.ServerAddress, ServerCA: fc.ServerCACert, Zone: fc.Zone, JoinToken: tok,
-		StateDir: fc.StateDir, Listen: fc.Listen, Socket: fc.Socket, TPM: fc.TPMDevice}, fc.LogLevel, nil
+	cfg := agent.Config{ServerAddr: fc.ServerAddress, ServerCA: fc.ServerCACert, Zone: fc.Zone, JoinToken: tok,
+		StateDir: fc.StateDir, Listen: fc.Listen, Socket: fc.Socket, TPM: fc.TPMDevice}
+	for _, r := range fc.OfflinePKI {
+		cfg.OfflinePKI = append(cfg.OfflinePKI, agent.OfflinePKI{Mount: r.Mount, Role: r.Role})
+	}
+	return cfg, fc.LogLevel, nil
 }
 
 // runAgent runs the agent until SIGINT/SIGTERM.

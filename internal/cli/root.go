@@ -89,6 +89,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newOperatorCmd(e),
 		newKVCmd(e),
 		newTokenCmd(e),
+		newLeaseCmd(e),
 		newPolicyCmd(e),
 		newStatusCmd(e),
 		newZoneCmd(e),

@@ -37,6 +37,14 @@ type Agent struct {
 	// key to: "/dev/tpmrm0", "tcp://127.0.0.1:2321" or "unix:///run/swtpm.sock"
 	// (a software TPM). Empty: no TPM (join token, key file).
 	TPMDevice string
+	// OfflinePKI lists the PKI roles the agent may issue from while the
+	// control plane is unreachable (offline_pki blocks; default none).
+	OfflinePKI []OfflinePKIRole
+}
+
+// OfflinePKIRole is one offline_pki { mount = "pki" role = "web" } block.
+type OfflinePKIRole struct {
+	Mount, Role string
 }
 
 // LoadAgent reads and validates an agent configuration file.
@@ -61,6 +69,7 @@ func LoadAgent(path string) (Agent, error) {
 //	listener "tcp"  { address = "127.0.0.1:8100" }
 //	listener "unix" { path = "/run/edgevault-agent.sock" }
 //	tpm { device = "/dev/tpmrm0" }                  # hardware attestation, cache key sealed to the TPM
+//	offline_pki { mount = "pki" role = "web" }      # issue from this role offline (a sub-CA; repeatable)
 func ParseAgent(text string) (Agent, error) {
 	root, err := hcl.Parse(text)
 	if err != nil {
@@ -74,7 +83,7 @@ func ParseAgent(text string) (Agent, error) {
 	seen := map[string]bool{}
 	for _, item := range list.Items {
 		key := item.Keys[0].Token.Value().(string)
-		if seen[key] && key != "listener" {
+		if seen[key] && key != "listener" && key != "offline_pki" {
 			return Agent{}, fmt.Errorf("%q is given more than once", key)
 		}
 		seen[key] = true
@@ -98,6 +107,19 @@ func ParseAgent(text string) (Agent, error) {
 			if a.TPMDevice == "" {
 				return Agent{}, errors.New(`tpm: device is required, e.g. "/dev/tpmrm0", "tcp://127.0.0.1:2321" or "unix:///run/swtpm.sock"`)
 			}
+		case "offline_pki":
+			obj, ok := item.Val.(*ast.ObjectType)
+			if !ok || len(item.Keys) != 1 {
+				return Agent{}, errors.New(`offline_pki: expected a block, as in offline_pki { mount = "pki" role = "web" }`)
+			}
+			var r OfflinePKIRole
+			if err := decodeBody(obj.List, "offline_pki", map[string]any{"mount": &r.Mount, "role": &r.Role}); err != nil {
+				return Agent{}, err
+			}
+			if r.Mount == "" || r.Role == "" {
+				return Agent{}, errors.New(`offline_pki: mount and role are both required, as in offline_pki { mount = "pki" role = "web" }`)
+			}
+			a.OfflinePKI = append(a.OfflinePKI, r)
 		case "listener":
 			typ, body, err := block(item, key)
 			if err != nil {
@@ -122,7 +144,7 @@ func ParseAgent(text string) (Agent, error) {
 		case "join_token":
 			return Agent{}, errors.New("join_token: a join token must not be written in the configuration file; use join_token_file or EDGEVAULT_JOIN_TOKEN")
 		default:
-			return Agent{}, fmt.Errorf("unknown setting %q (known: server, zone, join_token_file, state_dir, listener, tpm, log_level)", key)
+			return Agent{}, fmt.Errorf("unknown setting %q (known: server, zone, join_token_file, state_dir, listener, tpm, offline_pki, log_level)", key)
 		}
 	}
 	return a, a.Validate()

@@ -489,6 +489,8 @@ var agentFields = map[string]agentField{
 	"request.id": agentString, "request.operation": agentString, "request.path": agentString, "request.version": agentInt,
 	"request.mode": agentString, "request.stale_seconds": agentInt, "request.remote_address": agentString,
 	"request.namespace": agentNamespace, "response.status_code": agentInt, "response.mount_type": agentString,
+	// The serial of a certificate the agent issued offline from its sub-CA.
+	"response.serial_number": agentString,
 }
 
 // agentRequired are the fields every agent entry has.

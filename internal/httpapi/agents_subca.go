@@ -3,7 +3,6 @@ package httpapi
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -113,7 +112,7 @@ func pemPublicKey(s string) (any, error) {
 	}
 	pub, err := x509.ParsePKIXPublicKey(blk.Bytes)
 	if err != nil {
-		return nil, logical.InvalidRequest("field \"public_key\": %v", errors.Unwrap(err))
+		return nil, logical.InvalidRequest("field \"public_key\": %v", err)
 	}
 	return pub, nil
 }

@@ -200,7 +200,10 @@ func (h leaseHandler) HandleRequest(ctx context.Context, req *logical.Request) (
 		if err != nil {
 			return nil, leaseError(err)
 		}
-		return &logical.Response{LeaseID: l.ID, Renewable: l.Renewable, LeaseDuration: int(time.Until(l.ExpireTime).Seconds())}, nil
+		// The duration granted, counted from the renewal (not from now, a
+		// moment later: Vault answers the increment it gave).
+		granted := l.ExpireTime.Sub(l.LastRenewal).Round(time.Second)
+		return &logical.Response{LeaseID: l.ID, Renewable: l.Renewable, LeaseDuration: int(granted / time.Second)}, nil
 	case (rel == "revoke" || strings.HasPrefix(rel, "revoke/")) && write:
 		lid := strings.TrimPrefix(strings.TrimPrefix(rel, "revoke"), "/")
 		if lid == "" {
@@ -208,7 +211,11 @@ func (h leaseHandler) HandleRequest(ctx context.Context, req *logical.Request) (
 				return nil, err
 			}
 		}
-		return nil, leaseError(h.m.Revoke(ctx, lid))
+		err := h.m.Revoke(ctx, lid)
+		if errors.Is(err, lease.ErrNotFound) {
+			err = nil // as in Vault, revoking a lease that is gone succeeds
+		}
+		return nil, leaseError(err)
 	case strings.HasPrefix(rel, "revoke-prefix/") && write:
 		_, err := h.m.RevokePrefix(ctx, strings.TrimPrefix(rel, "revoke-prefix/"))
 		return nil, leaseError(err)

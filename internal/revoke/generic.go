@@ -3,8 +3,8 @@ package revoke
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"fmt"
+	"io"
 )
 
 // genericEvent is the body of POST /v1/sys/events/generic:

@@ -48,7 +48,7 @@ const (
 const (
 	// DefaultSignatureHeader is Auth.Header when left empty.
 	DefaultSignatureHeader = "X-Edgevault-Signature"
-	// DefaultMaxSkew is Auth.MaxSkew when left zero.
+	// DefaultMaxSkew applies when Auth.MaxSkewSeconds is zero.
 	DefaultMaxSkew = 5 * time.Minute
 	// MinSecretLen is the shortest secret a source may have, in bytes.
 	MinSecretLen = 16
@@ -70,12 +70,12 @@ type Auth struct {
 	Header string `json:"header,omitempty"`
 	// TimestampHeader, if set, names a header holding the send time in
 	// Unix seconds; the signature then covers "<timestamp>.<body>" and a
-	// request further than MaxSkew from now is refused, so a captured
+	// request further than MaxSkewSeconds from now is refused, so a captured
 	// request cannot be replayed later. hmac-sha256 only.
 	TimestampHeader string `json:"timestamp_header,omitempty"`
-	// MaxSkew is how far the timestamp may be from now; 0 means
-	// DefaultMaxSkew.
-	MaxSkew time.Duration `json:"max_skew,omitempty"`
+	// MaxSkewSeconds is how far, in seconds, the timestamp may be from
+	// now; 0 means DefaultMaxSkew. At most 3600.
+	MaxSkewSeconds int `json:"max_skew_seconds,omitempty"`
 }
 
 // RateLimit is a token bucket: Burst events at once, refilled at PerSecond.
@@ -126,6 +126,10 @@ func (s Source) WithSecret(secret []byte) Source {
 	return s
 }
 
+// KeepSecret returns a copy of s holding from's secret: for an update that
+// changes a source's settings but not its secret.
+func (s Source) KeepSecret(from Source) Source { return s.WithSecret(from.secret) }
+
 // secretID is the public fingerprint of a secret.
 func secretID(secret []byte) string {
 	if len(secret) == 0 {
@@ -157,8 +161,8 @@ func (s Source) Validate() error {
 	}
 	switch s.Auth.Method {
 	case AuthBearer:
-		if s.Auth.Header != "" || s.Auth.TimestampHeader != "" || s.Auth.MaxSkew != 0 {
-			return bad("auth", "header, timestamp_header and max_skew apply to hmac-sha256 only")
+		if s.Auth.Header != "" || s.Auth.TimestampHeader != "" || s.Auth.MaxSkewSeconds != 0 {
+			return bad("auth", "header, timestamp_header and max_skew_seconds apply to hmac-sha256 only")
 		}
 	case AuthHMACSHA256:
 		if h := s.Auth.Header; h != "" && !validHeaderName(h) {
@@ -167,11 +171,11 @@ func (s Source) Validate() error {
 		if h := s.Auth.TimestampHeader; h != "" && !validHeaderName(h) {
 			return bad("auth.timestamp_header", "%q is not a header name", h)
 		}
-		if s.Auth.MaxSkew < 0 || s.Auth.MaxSkew > time.Hour {
-			return bad("auth.max_skew", "must be between 0 and 1h, got %s", s.Auth.MaxSkew)
+		if s.Auth.MaxSkewSeconds < 0 || s.Auth.MaxSkewSeconds > 3600 {
+			return bad("auth.max_skew_seconds", "must be between 0 and 3600, got %d", s.Auth.MaxSkewSeconds)
 		}
-		if s.Auth.MaxSkew != 0 && s.Auth.TimestampHeader == "" {
-			return bad("auth.max_skew", "needs timestamp_header")
+		if s.Auth.MaxSkewSeconds != 0 && s.Auth.TimestampHeader == "" {
+			return bad("auth.max_skew_seconds", "needs timestamp_header")
 		}
 	default:
 		return bad("auth.method", "want bearer or hmac-sha256, got %q", s.Auth.Method)
@@ -276,7 +280,7 @@ func Authenticate(src Source, h http.Header, body []byte, now time.Time) error {
 			if err != nil {
 				return fmt.Errorf("%w: source %q: %s header: not Unix seconds", ErrUnauthenticated, src.Name, tsName)
 			}
-			skew := src.Auth.MaxSkew
+			skew := time.Duration(src.Auth.MaxSkewSeconds) * time.Second
 			if skew == 0 {
 				skew = DefaultMaxSkew
 			}

@@ -54,6 +54,22 @@
 // which the HTTP layer sends as they are. Data still holds {"certificate":
 // "<PEM>"}, as cert/ca, cert/ca_chain and cert/crl answer in JSON.
 //
+// # Offline sub-CAs for agents
+//
+// A role with allow_offline_sub_ca (default false) lets an enrolled edge
+// agent obtain a sub-CA for it (Backend.SignAgentSubCA, served by the HTTP
+// layer at sys/agents/pki-sub-ca over mTLS): a CA certificate for the
+// agent's key with path length 0, critical name constraints permitting only
+// the role's names (IP addresses only with allow_ip_sans; no e-mail address
+// or URI), the role's extended key usages and a lifetime of
+// offline_sub_ca_ttl (default 24h, at most 7 days, never past the mount's
+// CA). It is stored under certs/ like any certificate, so revoke, the CRL,
+// certs and tidy cover it. The agent issues from it while the server is
+// unreachable with LocalIssuer, which runs this package's issue checks on
+// the role's rules (Constraints) — the same code as issue/:role. The name
+// constraints bound what a stolen agent key can sign; revocation reaches
+// relying parties only through the CRL (docs/pki.md has the trade-off).
+//
 // # Leases
 //
 // With a role's generate_lease, issue and sign set Response.LeaseDuration to
