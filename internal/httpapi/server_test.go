@@ -30,13 +30,13 @@ type testServer struct {
 }
 
 // startServer starts a server; with dev it is initialised and unsealed.
-func startServer(t *testing.T, dev bool) *testServer {
+func startServer(t testing.TB, dev bool) *testServer {
 	t.Helper()
 	return startServerWith(t, dev, httpapi.AuditConfig{})
 }
 
 // startServerWith starts a server with audit devices.
-func startServerWith(t *testing.T, dev bool, audit httpapi.AuditConfig) *testServer {
+func startServerWith(t testing.TB, dev bool, audit httpapi.AuditConfig) *testServer {
 	t.Helper()
 	phys := inmem.New()
 	srv, err := httpapi.New(httpapi.Config{Physical: phys, StorageType: "inmem", MaxRequestSize: 1 << 20, Audit: audit})
@@ -65,7 +65,7 @@ func startServerWith(t *testing.T, dev bool, audit httpapi.AuditConfig) *testSer
 	return ts
 }
 
-func (ts *testServer) newClient(t *testing.T, token string) *vault.Client {
+func (ts *testServer) newClient(t testing.TB, token string) *vault.Client {
 	t.Helper()
 	cfg := vault.DefaultConfig()
 	cfg.Address = ts.addr

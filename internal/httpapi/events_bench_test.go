@@ -1,0 +1,328 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/edgevault/edgevault/internal/syncproto"
+)
+
+// fleet is a set of simulated agents, each enrolled with its own key and
+// certificate and following its own sync stream over its own mTLS
+// connection, in this process.
+type fleet struct {
+	zone      *vault.Client
+	agents    []*simAgent
+	connected atomic.Int64
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// simAgent is one simulated agent: it applies events by remembering the
+// revocation IDs it saw, and acks at once.
+type simAgent struct {
+	mu    sync.Mutex
+	acked uint64
+	seen  map[string]time.Time // revocation_id → when applied
+	state syncproto.State
+}
+
+// startFleet enrolls n agents in a new zone and opens their streams; it
+// returns once all are connected.
+func startFleet(tb testing.TB, ts *testServer, zone string, n int) *fleet {
+	tb.Helper()
+	if _, err := ts.client.Logical().Write("sys/zones/"+zone, map[string]any{}); err != nil {
+		tb.Fatal(err)
+	}
+	zt, err := ts.client.Logical().Write("sys/zones/"+zone+"/root-token", nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f := &fleet{zone: ts.newClient(tb, zt.Auth.ClientToken)}
+	f.zone.SetNamespace(zone)
+	anon := ts.newClient(tb, "")
+	anon.SetNamespace(zone)
+
+	front := httptest.NewUnstartedServer(ts.srv.Handler())
+	front.EnableHTTP2 = true
+	front.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	front.StartTLS()
+	tb.Cleanup(front.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(front.Certificate())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	tb.Cleanup(f.stop)
+	for i := range n {
+		id := fmt.Sprintf("sim-%04d", i)
+		jt, err := f.zone.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": id})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
+		en, err := anon.Logical().Write("auth/attest/enroll", map[string]any{"join_token": jt.Data["join_token"],
+			"public_key": base64.StdEncoding.EncodeToString(der)})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		var chain [][]byte
+		rest := []byte(en.Data["certificate_chain"].(string))
+		for {
+			var blk *pem.Block
+			if blk, rest = pem.Decode(rest); blk == nil {
+				break
+			}
+			chain = append(chain, blk.Bytes)
+		}
+		a := &simAgent{seen: map[string]time.Time{}}
+		f.agents = append(f.agents, a)
+		cl := &syncproto.Client{
+			URL:       front.URL + syncproto.Path,
+			TLSConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{{Certificate: chain, PrivateKey: key}}},
+			From:      func() uint64 { a.mu.Lock(); defer a.mu.Unlock(); return a.acked },
+			Apply:     a.apply,
+			OnState: func(s syncproto.State, _ error) {
+				a.mu.Lock()
+				was := a.state
+				a.state = s
+				a.mu.Unlock()
+				switch {
+				case s == syncproto.StateConnected && was != syncproto.StateConnected:
+					f.connected.Add(1)
+				case s != syncproto.StateConnected && was == syncproto.StateConnected:
+					f.connected.Add(-1)
+				}
+			},
+		}
+		f.wg.Go(func() { _ = cl.Run(ctx) })
+	}
+	for end := time.Now().Add(2 * time.Minute); f.connected.Load() < int64(n); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(end) {
+			tb.Fatalf("only %d of %d agents connected", f.connected.Load(), n)
+		}
+	}
+	return f
+}
+
+func (f *fleet) stop() {
+	f.cancel()
+	f.wg.Wait()
+}
+
+// apply records the revocations an event batch carries and acks it.
+func (a *simAgent) apply(evs []syncproto.Event) (uint64, error) {
+	now := time.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, ev := range evs {
+		if ev.Kind == syncproto.Revoke {
+			var meta struct {
+				ID string `json:"revocation_id"`
+			}
+			if err := json.Unmarshal(ev.Metadata, &meta); err == nil && meta.ID != "" {
+				a.seen[meta.ID] = now
+			}
+		}
+		a.acked = max(a.acked, ev.Seq)
+	}
+	return a.acked, nil
+}
+
+// fleetSize is EDGEVAULT_BENCH_AGENTS, default 1000.
+func fleetSize(tb testing.TB) int {
+	n := 1000
+	if v := os.Getenv("EDGEVAULT_BENCH_AGENTS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			tb.Fatalf("EDGEVAULT_BENCH_AGENTS=%q: want a positive integer", v)
+		}
+	}
+	return n
+}
+
+// heapInUse is the live heap after a full collection.
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// percentile returns the p-th percentile (0..1) of sorted ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	return ds[min(len(ds)-1, int(float64(len(ds))*p))]
+}
+
+// BenchmarkRevocationFanout measures, with EDGEVAULT_BENCH_AGENTS (1,000)
+// simulated agents connected, the time from an Alertmanager alert received
+// to the last agent's ack of the revocation it caused (as the server
+// records it in sys/events/revocations/:id), over 100 alerts, and the
+// memory per connected agent (server and simulated agent together: both
+// ends live in this process).
+//
+//	go test -run XXX -bench RevocationFanout -benchtime 1x -timeout 30m ./internal/httpapi/
+func BenchmarkRevocationFanout(b *testing.B) {
+	n := fleetSize(b)
+	ts := startServer(b, true)
+	before := heapInUse()
+	f := startFleet(b, ts, "edge-1", n)
+	after := heapInUse()
+	b.ReportMetric(float64(after-before)/float64(n), "heap-B/agent")
+
+	src := setupAlertSource(b, ts)
+	const alerts = 100
+	var lat []time.Duration
+	for b.Loop() {
+		lat = lat[:0]
+		for i := range alerts {
+			lat = append(lat, fireAndWait(b, ts, f, src, i))
+		}
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(percentile(lat, 0.50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
+	b.Logf("%d agents, %d alerts: p50 %s p99 %s max %s; heap %.1f KiB per connected agent",
+		n, len(lat), percentile(lat, 0.5), percentile(lat, 0.99), lat[len(lat)-1], float64(after-before)/float64(n)/1024)
+}
+
+// alertSource is a bearer-authenticated Alertmanager source and a rule
+// revoking, in zone edge-1, the prefix its alerts name.
+type alertSource struct {
+	name, secret string
+}
+
+func setupAlertSource(tb testing.TB, ts *testServer) alertSource {
+	tb.Helper()
+	src := alertSource{name: "bench-am", secret: "bench-secret-0123456789abcdef"}
+	if _, err := ts.client.Logical().Write("sys/events/sources/"+src.name, map[string]any{
+		"kinds": []string{"alertmanager"}, "auth": map[string]any{"method": "bearer"}, "secret": src.secret,
+		"rate_limit": map[string]any{"per_second": 1000, "burst": 1000}}); err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := ts.client.Logical().Write("sys/events/rules/bench-isolate", map[string]any{
+		"expression": `event.labels["alertname"] == "BenchCompromise"`,
+		"actions": []map[string]any{{"type": "revoke_prefix",
+			"params": map[string]string{"zone": "edge-1", "prefix": "secret/app/{{labels.target}}"}}}}); err != nil {
+		tb.Fatal(err)
+	}
+	return src
+}
+
+// alertBody is an Alertmanager v4 webhook payload with one firing alert.
+func alertBody(i int) []byte {
+	return fmt.Appendf(nil, `{"version":"4","groupKey":"{}:{alertname=\"BenchCompromise\"}","truncatedAlerts":0,"status":"firing",
+"receiver":"edgevault","groupLabels":{"alertname":"BenchCompromise"},"commonLabels":{"alertname":"BenchCompromise"},
+"commonAnnotations":{},"externalURL":"http://alertmanager:9093","alerts":[{"status":"firing",
+"labels":{"alertname":"BenchCompromise","target":"t%d"},"annotations":{"summary":"bench"},
+"startsAt":"2026-11-26T07:00:00Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prometheus:9090/graph",
+"fingerprint":"%016x"}]}`, i, uint64(i)+1)
+}
+
+// fireAndWait sends alert i and waits until every agent has applied the
+// revocation it caused; it returns the time from sending the alert to the
+// last agent applying it (its ack follows on the same stream at once).
+func fireAndWait(tb testing.TB, ts *testServer, f *fleet, src alertSource, i int) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	req, err := http.NewRequest("POST", ts.addr+"/v1/sys/events/alertmanager?source="+src.name, bytes.NewReader(alertBody(i)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+src.secret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		tb.Fatalf("alert %d: %d %s", i, resp.StatusCode, body)
+	}
+	ids := revocationIDs(body)
+	if len(ids) != 1 {
+		tb.Fatalf("alert %d: want one revocation, got %v in %s", i, ids, body)
+	}
+	id := ids[0]
+	deadline := start.Add(30 * time.Second)
+	var last time.Time
+	for _, a := range f.agents {
+		for {
+			a.mu.Lock()
+			at, ok := a.seen[id]
+			a.mu.Unlock()
+			if ok {
+				if at.After(last) {
+					last = at
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				tb.Fatalf("revocation %s did not reach every agent within 30 s", id)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return last.Sub(start)
+}
+
+// revocationIDs finds the revocation IDs in an intake answer: the strings
+// of data.revocations (or their "id" fields).
+func revocationIDs(body []byte) []string {
+	var env struct {
+		Data struct {
+			Revocations []json.RawMessage `json:"revocations"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil
+	}
+	var ids []string
+	for _, r := range env.Data.Revocations {
+		var s string
+		if json.Unmarshal(r, &s) == nil {
+			ids = append(ids, s)
+			continue
+		}
+		var o struct {
+			ID string `json:"id"`
+		}
+		if json.Unmarshal(r, &o) == nil && o.ID != "" {
+			ids = append(ids, o.ID)
+		}
+	}
+	return ids
+}
+
