@@ -95,8 +95,18 @@ type agent struct {
 	// refusedRenewal is when a refused stream last triggered a renewal
 	// (unix ns).
 	refusedRenewal atomic.Int64
+	// refused is set while the server refuses this agent's stream
+	// (quarantined, revoked, deleted, a missed re-attestation): the agent is
+	// not merely cut off, so it does not issue offline.
+	refused atomic.Bool
 	// subCAs issue certificates offline (subca.go); nil without OfflinePKI.
 	subCAs *subCAs
+	// leases is the local API's lease cache, which revocations purge
+	// (revocations.go).
+	leases *leaseCache
+	// revoked is set once a revocation revoked this agent: it serves
+	// nothing and no longer syncs (revocations.go).
+	revoked atomic.Pointer[revokedState]
 
 	id     atomic.Pointer[identity]
 	online atomic.Bool
@@ -189,8 +199,10 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	}
 	defer a.audit.close()
 
+	a.loadRevoked()
 	a.subCAs = newSubCAs(a)
 	api := &localAPI{a: a, token: []byte(token)}
+	a.leases = &api.leases
 	api.proxy = a.newProxy(func(w http.ResponseWriter, r *http.Request) {
 		api.refuse(w, r, false, http.StatusServiceUnavailable, ErrControlPlaneUnreachable.Error())
 	})
@@ -446,6 +458,9 @@ func (a *agent) control(ctx context.Context) {
 	if a.reattestFirst && !a.reattest(ctx) {
 		return
 	}
+	if a.revoked.Load() != nil {
+		return // revoked by the control plane: nothing more to sync
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	ap := &applier{c: a.cache, log: a.log, clock: a.clock, budgetMemory: true, reattest: func(agentID string) {
@@ -456,7 +471,7 @@ func (a *agent) control(ctx context.Context) {
 		case a.renewNow <- struct{}{}:
 		default:
 		}
-	}}
+	}, hooks: a}
 	cl := &syncproto.Client{
 		URL:       strings.TrimSuffix(a.cfg.ServerAddr, "/") + syncproto.Path,
 		TLSConfig: a.tlsConfig(true),
@@ -464,6 +479,7 @@ func (a *agent) control(ctx context.Context) {
 		Apply:     ap.apply,
 		OnState: func(s syncproto.State, err error) {
 			a.online.Store(s == syncproto.StateConnected)
+			a.refused.Store(s != syncproto.StateConnected && errors.Is(err, syncproto.ErrRejected))
 			if s == syncproto.StateConnected {
 				a.log.Info("agent online: sync stream connected", "watermark", a.cache.Watermark())
 				a.mark()

@@ -49,6 +49,11 @@ func (h *localAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.health(w)
 		return
 	}
+	if rs := h.a.revoked.Load(); rs != nil {
+		h.refuse(w, r, false, http.StatusForbidden, "edgevault agent: this agent was revoked by the control plane (revocation "+
+			strconv.Quote(rs.RevocationID)+" at "+rs.AppliedAt.Format(time.RFC3339)+"); it serves nothing")
+		return
+	}
 	tok := header(r, tokenHeader)
 	bearer := false
 	if tok == "" {
@@ -310,6 +315,9 @@ type healthStatus struct {
 	// AuditUnrecorded counts refusals answered without an entry because
 	// the spool was nearly full.
 	AuditUnrecorded int64 `json:"audit_unrecorded_refusals,omitempty"`
+	// Revoked is set once the control plane revoked the agent (mode is
+	// then "revoked"): it serves nothing.
+	Revoked *revokedState `json:"revoked,omitempty"`
 }
 
 func (h *localAPI) health(w http.ResponseWriter) {
@@ -337,6 +345,9 @@ func (h *localAPI) health(w http.ResponseWriter) {
 	status := http.StatusOK
 	if hs.Mode == modeIsolated.String() {
 		status = http.StatusServiceUnavailable
+	}
+	if rs := a.revoked.Load(); rs != nil {
+		hs.Mode, hs.Revoked, status = "revoked", rs, http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, hs)
 }

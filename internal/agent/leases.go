@@ -610,6 +610,30 @@ func (l *leaseCache) proxyRevoke(h *localAPI, w http.ResponseWriter, r *http.Req
 	}
 }
 
+// purge evicts every entry whose request path (without /v1/ and its
+// query) or lease ID starts with one of prefixes ("" matches every entry)
+// and returns how many it evicted: a revocation pushed by the server
+// (revocations.go). The entries' leases are not revoked on the server (the
+// revocation did that, or decided not to); they are only no longer served.
+func (l *leaseCache) purge(why string, prefixes ...string) int {
+	var gone []*leaseEntry
+	l.mu.Lock()
+	for _, e := range l.entries {
+		p := pathOnly(e.Path)
+		for _, pre := range prefixes {
+			if strings.HasPrefix(p, pre) || strings.HasPrefix(e.LeaseID, pre) {
+				gone = append(gone, e)
+				break
+			}
+		}
+	}
+	l.mu.Unlock()
+	for _, e := range gone {
+		l.evict(e, why)
+	}
+	return len(gone)
+}
+
 // statusWriter remembers the status written through it.
 type statusWriter struct {
 	http.ResponseWriter

@@ -113,7 +113,7 @@ func (s *subCAs) run(ctx context.Context) {
 		return
 	}
 	for {
-		if s.a.online.Load() {
+		if s.a.online.Load() && s.a.revoked.Load() == nil {
 			if id := s.a.id.Load(); id != nil && id.cert != nil {
 				now := time.Now()
 				for _, sl := range s.slots {
@@ -371,6 +371,11 @@ func (s *subCAs) serve(h *localAPI, w http.ResponseWriter, r *http.Request) bool
 	}
 	if ns := strings.Trim(header(r, nsHeader), "/"); ns != "" && ns != s.a.cfg.Zone {
 		h.refuse(w, r, false, http.StatusBadRequest, "this agent serves zone "+strconv.Quote(s.a.cfg.Zone)+", not "+strconv.Quote(ns))
+		return true
+	}
+	if s.a.refused.Load() {
+		h.refuse(w, r, false, http.StatusForbidden, "edgevault agent: the control plane refuses this agent (quarantined, revoked "+
+			"or asked to re-attest), so it does not issue certificates offline")
 		return true
 	}
 	held := sl.held.Load()

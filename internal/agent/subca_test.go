@@ -218,6 +218,16 @@ func TestOfflineSubCAIssue(t *testing.T) {
 	if !serials[data["serial_number"].(string)] || !serials[again["serial_number"].(string)] || len(serials) != 2 {
 		t.Fatalf("audit log serials %v, want %s and %s", serials, data["serial_number"], again["serial_number"])
 	}
+
+	// Refused by the server (quarantined), the agent is not merely offline:
+	// it issues nothing.
+	if _, err := cp.zone.Logical().Write("sys/agents/node-a/quarantine", map[string]any{"reason": "test"}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "offline issue refused to a quarantined agent", func() bool {
+		status, out := issueBody(t, ag.info, "web", `{"common_name":"q.edge.example"}`)
+		return status == http.StatusForbidden && strings.Contains(strings.Join(toStrings(out["errors"]), " "), "refuses this agent")
+	})
 }
 
 // The sub-CA is refreshed, with a new key, at two thirds of its life.

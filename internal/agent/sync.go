@@ -88,6 +88,12 @@ type applier struct {
 	// reattest is called for a re-attestation request naming an agent ID
 	// ("" for every agent of the zone).
 	reattest func(agentID string)
+	// hooks carry out revocations beyond the secret cache (revocations.go);
+	// nil: the secret cache only.
+	hooks revocationHooks
+	// halted is set once a revocation revoked this agent: what the stream
+	// brings afterwards is acked but never cached. Apply's goroutine only.
+	halted bool
 
 	mu sync.Mutex // guards the fields below; the idle timer runs on its own goroutine
 	// applied counts events since the agent last gave memory back.
@@ -255,6 +261,9 @@ func (a *applier) now() time.Time {
 // opsFor returns the cache ops of one event (never Resync or Heartbeat).
 func (a *applier) opsFor(ev *syncproto.Event, ops []cache.Op) []cache.Op {
 	p := ev.Path
+	if a.halted && (ev.Kind == syncproto.Upsert || ev.Kind == syncproto.Lease) {
+		return ops // the agent was revoked: it caches nothing more
+	}
 	drop := func() []cache.Op {
 		return append(ops, cache.Op{Kind: cache.OpDelete, Path: p}, cache.Op{Kind: cache.OpDelete, Path: metaPath(p)})
 	}
@@ -295,11 +304,7 @@ func (a *applier) opsFor(ev *syncproto.Event, ops []cache.Op) []cache.Op {
 		return append(ops, cache.Op{Kind: cache.OpSetMaxStale, Path: p, MaxStale: ev.MaxStale},
 			cache.Op{Kind: cache.OpSetMaxStale, Path: metaPath(p), MaxStale: ev.MaxStale})
 	case syncproto.Revoke:
-		ops = append(ops, cache.Op{Kind: cache.OpPurgePrefix, Path: p})
-		if p != "" {
-			ops = append(ops, cache.Op{Kind: cache.OpPurgePrefix, Path: metaPath(p)})
-		}
-		return ops
+		return a.opsForRevoke(ev, ops)
 	case syncproto.Reattest:
 		if a.reattest != nil {
 			a.reattest(ev.Path)

@@ -95,6 +95,7 @@ func newRootCmd(e *env) *cobra.Command {
 		newZoneCmd(e),
 		newAuditCmd(e),
 		newAgentCmd(e),
+		newEventsCmd(e),
 	)
 	root.AddCommand(newLogicalCmds(e)...)
 	return root

@@ -41,6 +41,7 @@ type unsealed struct {
 	tpm     *tpm.Attestor     // TPM 2.0 attestation, every zone with a policy
 	feed    *syncproto.Feed   // cacheable changes, per zone, for the agents
 	sync    *syncproto.Server // the agents' sync streams
+	events  *events           // event intake, rules and the revocation log (events.go)
 	changes chan kvChange     // committed KV changes waiting to be published
 	// feedStarted holds the zones whose feed numbering was set (startFeed).
 	feedStarted sync.Map
@@ -67,6 +68,9 @@ type core struct {
 	audit    *audit.Broker
 	salt     *audit.Salt        // the zone's audit HMAC key
 	leases   *lease.Manager     // the zone's leases, expired on time
+	// unmounting holds the UUIDs of mounts being removed: no new request
+	// reaches them while their leases are revoked.
+	unmounting sync.Map
 	stop     context.CancelFunc // ends the zone's background work and closes its engines
 }
 
@@ -128,6 +132,9 @@ func (s *Server) newCore(ctx, bg context.Context, name string, store storage.Bac
 	c.mounts.Store(mt)
 	c.stop = func() {
 		cancel()
+		if c.leases != nil {
+			c.leases.Stop() // no revocation still running once the engines close
+		}
 		for _, e := range c.mounts.Load().entries {
 			closeEngine(e.handler)
 		}
@@ -193,10 +200,15 @@ func (s *Server) loadCoreLocked(ctx context.Context) error {
 	}
 	u.feed = syncproto.NewFeed(0)
 	u.changes = make(chan kvChange, 4096)
-	u.sync = &syncproto.Server{Feed: u.feed, Authorize: s.authorizeAgent(u), Snapshot: s.zoneSnapshot(u), OnAck: s.agentAcked(u), Logger: s.log}
+	if u.events, err = s.newEvents(ctx); err != nil {
+		stop()
+		return err
+	}
+	u.sync = &syncproto.Server{Feed: u.feed, Authorize: s.authorizeUnsealedAgent(u), Snapshot: s.zoneSnapshot(u), OnAck: s.onAck(u), Logger: s.log}
 	go s.publish(u)
 	go s.tidyChallenges(u)
 	s.state.Store(u)
+	go s.resumeRevocations(u)
 	s.log.Info("unsealed", "mounts", len(root.mounts.Load().entries))
 	return nil
 }
@@ -361,6 +373,9 @@ func (c *core) route(path string) (*route, string, error) {
 	m := c.mounts.Load().match(path)
 	if m == nil {
 		return nil, "", fmt.Errorf("%w: no handler for route %q; route entry not found", logical.ErrUnsupportedPath, path)
+	}
+	if _, ok := c.unmounting.Load(m.UUID); ok {
+		return nil, "", fmt.Errorf("%w: the mount at %q is being removed", logical.ErrUnsupportedPath, m.Path)
 	}
 	rt := &route{mountPoint: m.Path, mountType: m.Type, handler: m.handler}
 	if m.Type == "pki" {

@@ -18,8 +18,8 @@ import (
 
 // Leases (the leases issue), per zone, Vault's API:
 //
-//	PUT  sys/leases/lookup {lease_id}       LIST sys/leases/lookup/:prefix
-//	PUT  sys/leases/renew {lease_id, increment}
+//	PUT  sys/leases/lookup {lease_id}       LIST sys/leases/lookup/:prefix (sudo)
+//	PUT  sys/leases/renew {lease_id, increment}   (also sys/leases/renew/:lease_id)
 //	PUT  sys/leases/revoke {lease_id}       (also sys/leases/revoke/:lease_id)
 //	PUT  sys/leases/revoke-prefix/:prefix   (sudo)
 //	PUT  sys/leases/revoke-force/:prefix    (sudo)
@@ -111,10 +111,29 @@ func (r leaseRecorder) RecordLease(ctx context.Context, l database.Lease) error 
 	if err != nil {
 		return err
 	}
-	_, err = c.leases.Register(ctx, lease.Lease{ID: l.ID, Zone: r.zone, Path: l.Path, IssueTime: l.IssueTime,
+	_, err = c.registerLease(ctx, lease.Lease{ID: l.ID, Zone: r.zone, Path: l.Path, IssueTime: l.IssueTime,
 		ExpireTime: l.IssueTime.Add(l.TTL), TTL: l.TTL, MaxTTL: l.MaxTTL, Renewable: l.Renewable, Data: l.Data,
 		TokenAccessor: callerAccessor(ctx)})
 	return err
+}
+
+// registerLease registers l for the calling token. A token revoked while
+// the request ran (or exhausted by it: a num_uses token is deleted at its
+// last use, before the engine answers) could not expire a lease that did not
+// exist yet, so once l is durable the token is looked up again and, if gone,
+// its leases are made due now — as Vault revokes a use-limited token's
+// leases with it.
+func (c *core) registerLease(ctx context.Context, l lease.Lease) (lease.Lease, error) {
+	l, err := c.leases.Register(ctx, l)
+	if err != nil || l.TokenAccessor == "" {
+		return l, err
+	}
+	if _, err := c.tokens.LookupAccessor(ctx, l.TokenAccessor); errors.Is(err, token.ErrNotFound) {
+		if _, err := c.leases.ExpireByToken(ctx, l.TokenAccessor); err != nil {
+			return l, fmt.Errorf("expire the leases of a revoked token: %w", err)
+		}
+	}
+	return l, nil
 }
 
 // leaseResponse registers the lease of an engine response that asks for one
@@ -131,8 +150,16 @@ func (c *core) leaseResponse(ctx context.Context, rt *route, req *logical.Reques
 	}
 	ttl := time.Duration(resp.LeaseDuration) * time.Second
 	now := time.Now()
-	l, err := c.leases.Register(ctx, lease.Lease{Zone: c.zone, Path: rt.mountPoint + req.Path, IssueTime: now,
+	l, err := c.registerLease(ctx, lease.Lease{Zone: c.zone, Path: rt.mountPoint + req.Path, IssueTime: now,
 		ExpireTime: now.Add(ttl), TTL: ttl, MaxTTL: ttl, Data: data, TokenAccessor: callerAccessor(ctx)})
+	if err != nil && l.ID == "" {
+		// Not leased, not returned: the certificate must not stay valid.
+		if pb, ok := rt.handler.(*pki.Backend); ok {
+			if rerr := pb.Revoke(context.WithoutCancel(ctx), resp.Data["serial_number"].(string)); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("and revoking the unreturned certificate: %w", rerr))
+			}
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("register the certificate's lease: %w", err)
 	}
@@ -153,7 +180,7 @@ func callerAccessor(ctx context.Context) string {
 type leaseHandler struct{ m *lease.Manager }
 
 // leaseSudo are the sys/leases paths that need sudo (prefixes).
-var leaseSudo = []string{"leases/revoke-prefix/", "leases/revoke-force/"}
+var leaseSudo = []string{"leases/revoke-prefix/", "leases/revoke-force/", "leases/lookup/"}
 
 // HandleRequest implements logical.Handler.
 func (h leaseHandler) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
@@ -187,10 +214,12 @@ func (h leaseHandler) HandleRequest(ctx context.Context, req *logical.Request) (
 			return nil, logical.ErrNotFound
 		}
 		return &logical.Response{Data: map[string]any{"keys": keys}}, nil
-	case rel == "renew" && write:
-		var lid string
-		if lid, err = id(); err != nil {
-			return nil, err
+	case (rel == "renew" || strings.HasPrefix(rel, "renew/")) && write:
+		lid := strings.TrimPrefix(strings.TrimPrefix(rel, "renew"), "/")
+		if lid == "" {
+			if lid, err = id(); err != nil {
+				return nil, err
+			}
 		}
 		inc, _, err := logical.Duration(req.Data, "increment")
 		if err != nil {
@@ -203,7 +232,15 @@ func (h leaseHandler) HandleRequest(ctx context.Context, req *logical.Request) (
 		// The duration granted, counted from the renewal (not from now, a
 		// moment later: Vault answers the increment it gave).
 		granted := l.ExpireTime.Sub(l.LastRenewal).Round(time.Second)
-		return &logical.Response{LeaseID: l.ID, Renewable: l.Renewable, LeaseDuration: int(granted / time.Second)}, nil
+		resp := &logical.Response{LeaseID: l.ID, Renewable: l.Renewable, LeaseDuration: int(granted / time.Second)}
+		want := inc
+		if want == 0 {
+			want = l.TTL
+		}
+		if granted < want.Round(time.Second) {
+			resp.Warnings = []string{fmt.Sprintf("TTL of %q exceeded the lease's max_ttl; it was capped to %s", want.String(), granted)}
+		}
+		return resp, nil
 	case (rel == "revoke" || strings.HasPrefix(rel, "revoke/")) && write:
 		lid := strings.TrimPrefix(strings.TrimPrefix(rel, "revoke"), "/")
 		if lid == "" {

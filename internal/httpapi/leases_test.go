@@ -66,7 +66,7 @@ func TestDatabaseLeases(t *testing.T) {
 	if keys := toStrings(list.Data["keys"]); len(keys) != 1 {
 		t.Fatalf("list: %v", list.Data)
 	}
-	if r, err := c.Sys().Renew(creds.LeaseID, 1800); err != nil || r.LeaseID != creds.LeaseID {
+	if r, err := c.Sys().Renew(creds.LeaseID, 1800); err != nil || r.LeaseID != creds.LeaseID || r.LeaseDuration != 1800 {
 		t.Fatalf("renew: %v %v", r, err)
 	}
 	if err := c.Sys().Revoke(creds.LeaseID); err != nil {

@@ -353,7 +353,11 @@ func (s *Server) disableMount(ctx context.Context, c *core, path string) error {
 		return nil // Vault answers 204 for a path with no mount.
 	}
 	// As Vault does, the mount's leases are revoked first: its secrets must
-	// not outlive the engine that can revoke them. A failure keeps the mount.
+	// not outlive the engine that can revoke them. New requests are turned
+	// away meanwhile, so none adds a lease behind the revocation. A failure
+	// keeps the mount.
+	c.unmounting.Store(gone.UUID, true)
+	defer c.unmounting.Delete(gone.UUID)
 	if _, err := c.leases.RevokePrefix(ctx, strings.TrimSuffix(path, "/")); err != nil {
 		return fmt.Errorf("unmount %q: revoke its leases (the mount is kept; see sys/leases/failing): %w", path, err)
 	}

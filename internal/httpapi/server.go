@@ -57,6 +57,7 @@ type Server struct {
 	log     *slog.Logger
 	barrier *barrier.Barrier
 	seal    *barrier.Seal
+	metrics *eventMetrics // the server's own Prometheus registry (sys/metrics)
 
 	// mu serialises unseal, seal and mount-table changes. Requests never take it.
 	mu    sync.Mutex
@@ -97,6 +98,7 @@ func New(cfg Config) (*Server, error) {
 		log:     log,
 		barrier: b,
 		seal:    seal,
+		metrics: newEventMetrics(),
 	}, nil
 }
 
@@ -199,6 +201,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if err := u.zoneSealedByEvent(ns); err != nil {
+		writeZoneSealed(w, err)
+		return
+	}
 	s.serveAudited(c, w, r, path)
 }
 
@@ -221,6 +227,10 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 	}
 	if unauthenticatedAuth[path] {
 		s.serveCredentialed(c, w, r, path, op, t)
+		return
+	}
+	if kind, ok := intakeKinds[path]; ok {
+		s.serveEventIntake(c, w, r, kind, t) // the event source's credential, not a token
 		return
 	}
 	tok := r.Header.Get("X-Vault-Token")

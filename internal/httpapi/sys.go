@@ -35,8 +35,14 @@ func (c *core) sysRoute(rel string) *route {
 		})
 	}
 	switch {
+	case strings.HasPrefix(rel, "zones/") && strings.HasSuffix(rel, "/unseal-events"):
+		return sys(serveZoneUnsealEvents, rel)
 	case rel == "zones" || strings.HasPrefix(rel, "zones/"):
 		return sys(serveZones, rel)
+	case strings.HasPrefix(rel, "events/"):
+		return sys(serveEvents) // writes need sudo: checked in serveEvents
+	case rel == "metrics":
+		return sys(serveMetrics)
 	case rel == "audit":
 		return sys(serveAuditList, rel)
 	case strings.HasPrefix(rel, "audit/"):
@@ -83,7 +89,8 @@ func (c *core) sysRoute(rel string) *route {
 func rootZoneOnly(rel string) bool {
 	switch {
 	case rel == "seal", rel == "rotate", rel == "key-status", rel == "zones", strings.HasPrefix(rel, "zones/"),
-		rel == "audit", strings.HasPrefix(rel, "audit/"), strings.HasPrefix(rel, "audit-log/"):
+		rel == "audit", strings.HasPrefix(rel, "audit/"), strings.HasPrefix(rel, "audit-log/"),
+		strings.HasPrefix(rel, "events/"), rel == "metrics":
 		return true
 	}
 	return false

@@ -449,10 +449,12 @@ func (m *Manager) revokeAll(ctx context.Context, ids []string) (int, error) {
 	return n, errors.Join(errs...)
 }
 
-// RevokeForce deletes every lease under prefix (as RevokePrefix) WITHOUT
-// calling its engine: the secrets may still be live. It is the operator's
-// way out for a mount that is gone for good. It returns the ids deleted so
-// the caller can report them, and logs them at Warn.
+// RevokeForce deletes every lease under prefix (as RevokePrefix) whatever
+// its engine says: the engine is asked to revoke (bounded by RevokeTimeout)
+// but its errors are ignored, so the secrets may still be live. It is the
+// operator's way out for a mount whose backend is gone for good (Vault's
+// revoke-force). It returns the ids deleted so the caller can report them,
+// and logs each one the engine could not revoke at Warn.
 func (m *Manager) RevokeForce(ctx context.Context, prefix string) ([]string, error) {
 	p := strings.TrimSuffix(prefix, "/")
 	if err := checkID("prefix", p); err != nil {
@@ -466,14 +468,25 @@ func (m *Manager) RevokeForce(ctx context.Context, prefix string) ([]string, err
 	for _, id := range ids {
 		unlock := m.locks.Lock(id)
 		l, err := m.load(ctx, id)
+		var engineErr error
 		if err == nil {
+			if r := m.cfg.Revokers(l.Path); r == nil {
+				engineErr = fmt.Errorf("%w %q", ErrNoRevoker, l.Path)
+			} else {
+				cctx, cancel := m.cfg.ctxTimeout(ctx)
+				engineErr = r.Revoke(cctx, *l)
+				cancel()
+			}
 			err = m.cfg.Store.Txn(ctx, deleteOps(l))
 		}
 		unlock()
 		switch {
 		case err == nil:
 			done = append(done, id)
-			m.cfg.Logger.Warn("lease force-revoked without its engine", "lease_id", id, "path", l.Path)
+			if engineErr != nil {
+				m.cfg.Logger.Warn("lease force-revoked; its engine could not revoke the secret, which may still be live",
+					"lease_id", id, "path", l.Path, "error", engineErr)
+			}
 		case errors.Is(err, ErrNotFound):
 		default:
 			return done, fmt.Errorf("lease: revoke-force %q: %w", id, err)

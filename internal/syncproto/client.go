@@ -72,8 +72,9 @@ type Client struct {
 	// twice must be harmless (removals are). It must not advance the
 	// durable ack.
 	ApplyRevocations func([]Event) error
-	// OnState, if set, is told of every state change; err says why the
-	// client is degraded.
+	// OnState, if set, is told of every state change, and of the server
+	// refusing the stream (ErrRejected) even while already degraded; err
+	// says why the client is degraded.
 	OnState func(s State, err error)
 	// Heartbeat is how often the client re-sends its ack when idle
 	// (DefaultHeartbeat).
@@ -93,7 +94,8 @@ type Client struct {
 	// Logger receives connection errors; nil discards them.
 	Logger *slog.Logger
 
-	state State
+	state    State
+	rejected bool // the last state change was the server refusing the stream
 }
 
 // Run follows the stream until ctx ends, reconnecting with capped,
@@ -138,10 +140,11 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 func (c *Client) setState(s State, err error) {
-	if s == c.state {
-		return
+	rejected := errors.Is(err, ErrRejected)
+	if s == c.state && rejected == c.rejected {
+		return // a refusal is reported even while already degraded
 	}
-	c.state = s
+	c.state, c.rejected = s, rejected
 	if c.OnState != nil {
 		c.OnState(s, err)
 	}

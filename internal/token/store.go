@@ -365,6 +365,12 @@ func (s *Store) read(ctx context.Context, hash string) (*Entry, error) {
 }
 
 // byAccessor returns the valid entry whose accessor is acc.
+// LookupAccessor returns the live token whose accessor is acc, or
+// ErrNotFound.
+func (s *Store) LookupAccessor(ctx context.Context, acc string) (*Entry, error) {
+	return s.byAccessor(ctx, acc)
+}
+
 func (s *Store) byAccessor(ctx context.Context, acc string) (*Entry, error) {
 	if acc == "" || len(acc) > maxIDLen {
 		return nil, ErrNotFound

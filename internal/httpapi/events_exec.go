@@ -1,0 +1,546 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/edgevault/edgevault/internal/attest"
+	"github.com/edgevault/edgevault/internal/engine/pki"
+	"github.com/edgevault/edgevault/internal/logical"
+	"github.com/edgevault/edgevault/internal/revoke"
+	"github.com/edgevault/edgevault/internal/syncproto"
+)
+
+// disconnectGrace is how long a quarantined or revoked agent's stream (or
+// a sealed zone's streams) stay open after the revocation is published, so
+// the agent receives it and purges its cache, unless it acks sooner.
+const disconnectGrace = 2 * time.Second
+
+// maxPreviewLeases bounds the lease IDs a dry run lists.
+const maxPreviewLeases = 1000
+
+// executor carries out planned actions (revoke.Executor) against this
+// server's registry, leases, tokens, zones and sync feeds; each action
+// becomes an entry of the revocation log.
+type executor struct {
+	s *Server
+	u *unsealed
+}
+
+var (
+	_ revoke.Executor  = (*executor)(nil)
+	_ revoke.Previewer = (*executor)(nil)
+)
+
+// Execute implements revoke.Executor.
+func (x *executor) Execute(ctx context.Context, p revoke.Planned) error {
+	_, err := x.run(ctx, p, p.Event)
+	return err
+}
+
+// Preview implements revoke.Previewer: the objects the action would reach.
+func (x *executor) Preview(ctx context.Context, p revoke.Planned) ([]string, error) {
+	t, err := x.preview(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for k, v := range t {
+		out = append(out, fmt.Sprintf("%s=%v", k, v))
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// actionZone is the zone an action names ("" for the root zone); notify
+// and a revoke_token_accessor without zone act from the root zone.
+func actionZone(p revoke.Planned) string {
+	return zoneName(p.Params["zone"])
+}
+
+// run executes p for ev and records it in the revocation log: the entry is
+// written before the action runs and again with its outcome. The entry is
+// returned even when the action failed (its Error says why).
+func (x *executor) run(ctx context.Context, p revoke.Planned, ev revoke.Event) (revocation, error) {
+	e := x.u.events
+	received := ev.ReceivedAt
+	if received.IsZero() {
+		received = time.Now()
+	}
+	zone := actionZone(p)
+	rv := revocation{Zone: zoneLabel(zone), Rule: p.Rule, Source: p.Source, EventID: p.EventID, Action: p.Type,
+		Recovery: p.Recovery, Params: p.Params, ReceivedAt: received.UTC(), Targets: []string{}}
+	if err := e.log.append(ctx, &rv); err != nil {
+		return revocation{}, err
+	}
+	var (
+		wait []string // agents to disconnect once they acked, or after the grace
+		err  error
+	)
+	switch p.Type {
+	case revoke.RevokePrefix:
+		err = x.revokePrefix(ctx, zone, p.Params["prefix"], &rv)
+	case revoke.QuarantineAgent:
+		wait, err = x.quarantine(ctx, zone, p.Params["agent_id"], &rv)
+	case revoke.RevokeAgent:
+		wait, err = x.revokeAgent(ctx, zone, p.Params["agent_id"], &rv)
+	case revoke.RevokeTokenAccessor:
+		err = x.revokeAccessor(ctx, zone, p.Params["accessor"])
+	case revoke.RotateZoneKey:
+		err = x.rotateZoneKey(ctx, zone, &rv)
+	case revoke.SealZone:
+		wait, err = x.sealZone(ctx, zone, &rv)
+	case revoke.Notify:
+		err = x.notify(ctx, p, ev, &rv)
+	default:
+		err = fmt.Errorf("unknown action %q", p.Type)
+	}
+	rv.ExecutedAt = time.Now().UTC()
+	if err != nil {
+		rv.Error = err.Error()
+	}
+	if perr := e.log.put(ctx, &rv); perr != nil && err == nil {
+		err = perr
+	}
+	var pend *pendingRevocation
+	if rv.FeedSeq != 0 && len(rv.Targets) > 0 {
+		pend = e.track.add(zone, rv, x.alreadyAcked(zone, rv))
+	} else if err == nil {
+		x.s.metrics.isolate.WithLabelValues(rv.Source, rv.Rule).Observe(rv.ExecutedAt.Sub(rv.ReceivedAt).Seconds())
+	}
+	if len(wait) > 0 {
+		x.disconnectLater(zone, wait, pend)
+	}
+	return rv, err
+}
+
+// alreadyAcked returns the targets whose stream acked rv.FeedSeq before
+// the revocation was followed (an ack can race the bookkeeping).
+func (x *executor) alreadyAcked(zone string, rv revocation) map[string]time.Time {
+	out := map[string]time.Time{}
+	targets := map[string]bool{}
+	for _, id := range rv.Targets {
+		targets[id] = true
+	}
+	for _, a := range x.u.sync.Acks() {
+		if a.Zone == zone && targets[a.AgentID] && a.Acked >= rv.FeedSeq {
+			out[a.AgentID] = a.LastSeen.UTC()
+		}
+	}
+	return out
+}
+
+// disconnectLater closes the agents' streams once the revocation is
+// applied (every target acked) or after disconnectGrace.
+func (x *executor) disconnectLater(zone string, agents []string, p *pendingRevocation) {
+	u := x.u
+	go func() {
+		timer := time.NewTimer(disconnectGrace)
+		defer timer.Stop()
+		var done <-chan struct{}
+		if p != nil {
+			done = p.done
+		}
+		select {
+		case <-done:
+		case <-timer.C:
+		case <-u.bg.Done():
+			return
+		}
+		for _, id := range agents {
+			u.sync.Disconnect(zone, id)
+		}
+	}()
+}
+
+// publish puts a Revoke event on the zone's feed and returns its number.
+func (x *executor) publish(zone, path string, rv *revocation, meta map[string]string) error {
+	m := map[string]string{"revocation_id": rv.ID, "action": string(rv.Action)}
+	for k, v := range meta {
+		m[k] = v
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	x.s.startFeed(x.u, zone)
+	seq, err := x.u.feed.Publish(zone, syncproto.Event{Kind: syncproto.Revoke, Path: path, Metadata: raw})
+	if err != nil {
+		return fmt.Errorf("publish on zone %q's sync feed: %w", zoneLabel(zone), err)
+	}
+	rv.FeedSeq = seq
+	return nil
+}
+
+// zoneAgents lists the zone's agents that are not revoked: those that
+// must apply a zone-wide revocation.
+func (x *executor) zoneAgents(ctx context.Context, zone string) ([]string, error) {
+	agents, err := x.u.attest.Agents().List(ctx, zone)
+	if err != nil {
+		return nil, fmt.Errorf("zone %q: list agents: %w", zoneLabel(zone), err)
+	}
+	ids := []string{}
+	for _, a := range agents {
+		if a.Status != attest.StatusRevoked {
+			ids = append(ids, a.ID)
+		}
+	}
+	return ids, nil
+}
+
+func (x *executor) zoneCore(ctx context.Context, zone string) (*core, error) {
+	return x.s.zoneCore(ctx, x.u, zone)
+}
+
+// revokePrefix revokes the zone's leases under prefix, then tells every
+// agent of the zone to purge what it cached under it.
+func (x *executor) revokePrefix(ctx context.Context, zone, prefix string, rv *revocation) error {
+	c, err := x.zoneCore(ctx, zone)
+	if err != nil {
+		return err
+	}
+	// The agents purge first (the time to isolate is theirs); the server's
+	// leases are revoked meanwhile. Acks that beat the bookkeeping below
+	// are picked up by alreadyAcked.
+	if err := x.publish(zone, prefix, rv, map[string]string{"lease_prefix": prefix}); err != nil {
+		return err
+	}
+	n, lerr := c.leases.RevokePrefix(ctx, prefix)
+	rv.Notes = append(rv.Notes, fmt.Sprintf("%d lease(s) revoked under %q", n, prefix))
+	if rv.Targets, err = x.zoneAgents(ctx, zone); err != nil {
+		return errors.Join(lerr, err)
+	}
+	if lerr != nil {
+		return fmt.Errorf("revoke leases under %q: %w", prefix, lerr)
+	}
+	return nil
+}
+
+// quarantine tells the agent to purge its cache, quarantines it and asks it
+// to re-attest: its next request is refused; once an operator releases
+// it, it is still refused until it renews with a fresh TPM quote.
+func (x *executor) quarantine(ctx context.Context, zone, id string, rv *revocation) ([]string, error) {
+	reg := x.u.attest.Agents()
+	if _, err := reg.Get(ctx, zone, id); err != nil {
+		return nil, fmt.Errorf("zone %q agent %q: %w", zoneLabel(zone), id, err)
+	}
+	rv.Targets = []string{id}
+	if err := x.publish(zone, "", rv, map[string]string{"agent_id": id}); err != nil {
+		return nil, err
+	}
+	reason := fmt.Sprintf("revocation %s: rule %q, event %q", rv.ID, rv.Rule, rv.EventID)
+	if _, err := reg.SetStatus(ctx, zone, id, attest.StatusQuarantined, reason, time.Now()); err != nil {
+		return []string{id}, fmt.Errorf("quarantine agent %q: %w", id, err)
+	}
+	if _, err := x.u.attest.RequestReattest(ctx, zone, id, time.Now()); err != nil {
+		if !errors.Is(err, attest.ErrAttestation) {
+			return []string{id}, fmt.Errorf("request re-attestation of agent %q: %w", id, err)
+		}
+		// A join-token agent has no TPM: quarantine is all there is.
+		rv.Notes = append(rv.Notes, "re-attestation not requested: "+strings.TrimPrefix(err.Error(), "attest: "))
+	} else {
+		rv.Notes = append(rv.Notes, "re-attestation required (deadline: now)")
+	}
+	return []string{id}, nil
+}
+
+// revokeAgent wipes the agent's cache (a targeted purge, published first),
+// revokes it in the registry (its certificate is refused from then on) and
+// revokes the PKI sub-CAs issued to it on every pki mount of its zone.
+// Leases are not tied to agents (they belong to tokens): they are not
+// revoked here; use revoke_prefix or revoke_token_accessor for them.
+func (x *executor) revokeAgent(ctx context.Context, zone, id string, rv *revocation) ([]string, error) {
+	reg := x.u.attest.Agents()
+	if _, err := reg.Get(ctx, zone, id); err != nil {
+		return nil, fmt.Errorf("zone %q agent %q: %w", zoneLabel(zone), id, err)
+	}
+	rv.Targets = []string{id}
+	if err := x.publish(zone, "", rv, map[string]string{"agent_id": id, "wipe": "true"}); err != nil {
+		return nil, err
+	}
+	reason := fmt.Sprintf("revocation %s: rule %q, event %q", rv.ID, rv.Rule, rv.EventID)
+	if _, err := reg.SetStatus(ctx, zone, id, attest.StatusRevoked, reason, time.Now()); err != nil {
+		return []string{id}, fmt.Errorf("revoke agent %q: %w", id, err)
+	}
+	serials, err := x.agentSubCAs(ctx, zone, id, true)
+	for _, s := range serials {
+		rv.Notes = append(rv.Notes, "sub-CA revoked: "+s)
+	}
+	rv.Notes = append(rv.Notes, "leases are not tied to agents: none revoked by this action")
+	return []string{id}, err
+}
+
+// agentSubCAs finds (and, with revoke, revokes) the CA certificates issued
+// to agent id on the zone's pki mounts: those whose subject CN is the id.
+// It returns "mount:serial" for each.
+func (x *executor) agentSubCAs(ctx context.Context, zone, id string, revokeThem bool) ([]string, error) {
+	c, err := x.zoneCore(ctx, zone)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	var errs []error
+	for _, m := range c.mounts.Load().entries {
+		b, ok := m.handler.(*pki.Backend)
+		if !ok {
+			continue
+		}
+		resp, err := b.HandleRequest(ctx, &logical.Request{Operation: logical.ListOperation, Path: "certs", MountPoint: m.Path})
+		if err != nil || resp == nil {
+			continue // no certificates issued yet
+		}
+		keys, _ := resp.Data["keys"].([]string)
+		for _, serial := range keys {
+			cr, err := b.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "cert/" + serial, MountPoint: m.Path})
+			if err != nil || cr == nil {
+				continue
+			}
+			text, _ := cr.Data["certificate"].(string)
+			blk, _ := pem.Decode([]byte(text))
+			if blk == nil {
+				continue
+			}
+			cert, err := x509.ParseCertificate(blk.Bytes)
+			if err != nil || !cert.IsCA || cert.Subject.CommonName != id {
+				continue
+			}
+			if revokeThem {
+				if err := b.Revoke(ctx, serial); err != nil {
+					errs = append(errs, fmt.Errorf("revoke sub-CA %s on %s: %w", serial, m.Path, err))
+					continue
+				}
+			}
+			out = append(out, m.Path+serial)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// revokeAccessor revokes the token with the accessor (and its children);
+// its leases follow through the token store's BeforeRevoke hook.
+func (x *executor) revokeAccessor(ctx context.Context, zone, acc string) error {
+	c, err := x.zoneCore(ctx, zone)
+	if err != nil {
+		return err
+	}
+	if err := c.tokens.RevokeAccessor(ctx, acc); err != nil {
+		return fmt.Errorf("revoke the token with accessor %q in zone %q: %w", acc, zoneLabel(zone), err)
+	}
+	return nil
+}
+
+// rotateZoneKey adds a data key version to a named zone and rewraps its
+// records in the background.
+func (x *executor) rotateZoneKey(ctx context.Context, zone string, rv *revocation) error {
+	if zone == "" {
+		return errors.New("rotate_zone_key applies to named zones; the root zone's key rotates with PUT sys/rotate")
+	}
+	v, err := x.u.zones.Rotate(ctx, zone)
+	if err != nil {
+		return fmt.Errorf("rotate zone %q: %w", zone, err)
+	}
+	rv.Notes = append(rv.Notes, fmt.Sprintf("zone key version %d active", v))
+	if err := x.u.zones.StartRewrap(x.u.bg, zone); err != nil {
+		rv.Notes = append(rv.Notes, "rewrap not started: "+err.Error())
+	}
+	return nil
+}
+
+// sealZone seals the zone and purges every agent's cache of it: its
+// requests are answered 503 and its agents' streams refused until an
+// operator unseals it (PUT sys/zones/:zone/unseal-events). The seal is
+// durable (in the root barrier).
+func (x *executor) sealZone(ctx context.Context, zone string, rv *revocation) ([]string, error) {
+	if zone == "" {
+		return nil, errors.New("seal_zone applies to named zones; seal the whole server with PUT sys/seal")
+	}
+	if _, err := x.zoneCore(ctx, zone); err != nil {
+		return nil, err
+	}
+	// Sealed first (nothing new is served or published to the agents from
+	// now on), then the purge goes out on the streams still open, which
+	// close once their agent acked it or after the grace.
+	if err := x.s.barrier.Put(ctx, eventsSealedPrefix+zone, []byte(rv.ID)); err != nil {
+		return nil, fmt.Errorf("record the seal of zone %q: %w", zone, err)
+	}
+	x.u.events.sealed.Store(zone, rv.ID)
+	if err := x.publish(zone, "", rv, nil); err != nil {
+		return nil, err
+	}
+	targets, err := x.zoneAgents(ctx, zone)
+	if err != nil {
+		return nil, err
+	}
+	rv.Targets = targets
+	return targets, nil
+}
+
+// notifyBody is what notify posts: the revocation and the event's
+// identifying fields, no secret.
+type notifyBody struct {
+	Revocation revocation        `json:"revocation"`
+	Message    string            `json:"message,omitempty"`
+	Event      map[string]any    `json:"event"`
+	Labels     map[string]string `json:"labels,omitempty"`
+}
+
+// notify posts the revocation to the webhook (5 s timeout).
+func (x *executor) notify(ctx context.Context, p revoke.Planned, ev revoke.Event, rv *revocation) error {
+	body := notifyBody{Revocation: *rv, Message: p.Params["message"],
+		Event:  map[string]any{"id": ev.ID, "source": ev.Source, "kind": ev.Kind, "status": ev.Status, "annotations": ev.Annotations},
+		Labels: ev.Labels}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.Params["url"], bytes.NewReader(raw))
+	if err != nil {
+		return fmt.Errorf("notify: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := x.u.events.notify.Do(req)
+	if err != nil {
+		return fmt.Errorf("notify %s: %w", redactURL(p.Params["url"]), errors.Unwrap(err))
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("notify %s: status %d", redactURL(p.Params["url"]), resp.StatusCode)
+	}
+	return nil
+}
+
+// redactURL drops a URL's user info and query, which may hold credentials.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(bad URL)"
+	}
+	u.User, u.RawQuery = nil, ""
+	return u.String()
+}
+
+// preview is the dry run of p: the objects it would reach, now.
+func (x *executor) preview(ctx context.Context, p revoke.Planned) (map[string]any, error) {
+	zone := actionZone(p)
+	out := map[string]any{}
+	if p.Type == revoke.Notify {
+		out["url"] = redactURL(p.Params["url"])
+		return out, nil
+	}
+	out["zone"] = zoneLabel(zone)
+	c, err := x.zoneCore(ctx, zone)
+	if err != nil {
+		out["zone_exists"] = false
+		return out, nil
+	}
+	out["zone_exists"] = true
+	if rid, ok := x.u.events.sealed.Load(zone); ok {
+		out["zone_sealed_by"] = rid
+	}
+	connected := map[string]bool{}
+	for _, a := range x.u.sync.Acks() {
+		if a.Zone == zone && a.Connected {
+			connected[a.AgentID] = true
+		}
+	}
+	agentState := func(ids []string) map[string]any {
+		m := map[string]any{}
+		for _, id := range ids {
+			st := "offline"
+			if connected[id] {
+				st = "connected"
+			}
+			m[id] = st
+		}
+		return m
+	}
+	switch p.Type {
+	case revoke.RevokePrefix, revoke.SealZone:
+		if p.Type == revoke.RevokePrefix {
+			leases, truncated, err := walkLeases(ctx, c, p.Params["prefix"])
+			if err != nil {
+				return nil, err
+			}
+			out["leases"], out["leases_truncated"] = leases, truncated
+		}
+		ids, err := x.zoneAgents(ctx, zone)
+		if err != nil {
+			return nil, err
+		}
+		out["agents"] = agentState(ids)
+	case revoke.QuarantineAgent, revoke.RevokeAgent:
+		id := p.Params["agent_id"]
+		a, err := x.u.attest.Agents().Get(ctx, zone, id)
+		if err != nil {
+			out["agent"] = map[string]any{"id": id, "exists": false}
+			return out, nil
+		}
+		st := map[string]any{"id": id, "exists": true, "status": string(a.Status), "connected": connected[id],
+			"attestation_method": a.Method}
+		if p.Type == revoke.RevokeAgent {
+			subs, err := x.agentSubCAs(ctx, zone, id, false)
+			if err != nil {
+				return nil, err
+			}
+			st["sub_cas"] = nonNil(subs)
+			st["leases"] = "not tied to agents: none revoked"
+		}
+		out["agent"] = st
+	case revoke.RevokeTokenAccessor:
+		_, err := c.tokens.HandleRequest(ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "lookup-accessor",
+			Data: map[string]any{"accessor": p.Params["accessor"]}})
+		out["accessor"], out["accessor_exists"] = p.Params["accessor"], err == nil
+	case revoke.RotateZoneKey:
+		if zone != "" {
+			if ks, err := x.u.zones.KeyStatus(ctx, zone); err == nil {
+				out["key_status"] = jsonData(ks)
+			}
+		}
+	}
+	return out, nil
+}
+
+// walkLeases lists the lease IDs under prefix (at most maxPreviewLeases).
+func walkLeases(ctx context.Context, c *core, prefix string) ([]string, bool, error) {
+	var out []string
+	var walk func(p string) error
+	walk = func(p string) error {
+		names, err := c.leases.List(ctx, p)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if len(out) >= maxPreviewLeases {
+				return nil
+			}
+			full := strings.TrimSuffix(p, "/") + "/" + n
+			if p == "" {
+				full = n
+			}
+			if strings.HasSuffix(n, "/") {
+				if err := walk(full); err != nil {
+					return err
+				}
+				continue
+			}
+			out = append(out, full)
+		}
+		return nil
+	}
+	if err := walk(strings.TrimSuffix(prefix, "/")); err != nil {
+		return nil, false, leaseError(err)
+	}
+	return nonNil(out), len(out) >= maxPreviewLeases, nil
+}

@@ -1,0 +1,668 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	vault "github.com/hashicorp/vault/api"
+
+	"github.com/edgevault/edgevault/internal/revoke"
+	"github.com/edgevault/edgevault/internal/syncproto"
+)
+
+// hmacSecret is the test sources' HMAC key.
+const hmacSecret = "test-hmac-secret-0123456789"
+
+// amFixture is the Alertmanager v4 payload the revoke package's tests use:
+// two firing AgentTamperDetected alerts (agent-0042, agent-0043) and one
+// resolved, zone edge-eu.
+func amFixture(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "revoke", "testdata", "alertmanager.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// intakeResult is an intake answer.
+type intakeResult struct {
+	status int
+	header http.Header
+	data   struct {
+		Accepted     int      `json:"accepted"`
+		Duplicates   int      `json:"duplicates"`
+		Revocations  []string `json:"revocations"`
+		RuleErrors   []string `json:"rule_errors"`
+		ActionErrors []string `json:"action_errors"`
+	}
+	body string
+}
+
+// post sends body to sys/events/<kind>?source=src, HMAC-signed with secret
+// unless secret is empty.
+func post(t *testing.T, ts *testServer, kind, src, secret string, body []byte, hdr ...string) intakeResult {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, ts.addr+"/v1/sys/events/"+kind+"?source="+src, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if secret != "" {
+		req.Header.Set(revoke.DefaultSignatureHeader, revoke.Sign([]byte(secret), "", body))
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := intakeResult{status: resp.StatusCode, header: resp.Header, body: string(raw)}
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(raw, &env) == nil && len(env.Data) > 0 {
+		_ = json.Unmarshal(env.Data, &out.data)
+	}
+	return out
+}
+
+// hmacSource writes an HMAC source allowed to post kinds.
+func hmacSource(t *testing.T, c *vault.Client, name string, rate map[string]any, kinds ...string) {
+	t.Helper()
+	body := map[string]any{"kinds": kinds, "auth": map[string]any{"method": "hmac-sha256"}, "secret": hmacSecret}
+	if rate != nil {
+		body["rate_limit"] = rate
+	}
+	if _, err := c.Logical().Write("sys/events/sources/"+name, body); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeRule(t *testing.T, c *vault.Client, name, expr string, actions ...map[string]any) {
+	t.Helper()
+	if _, err := c.Logical().Write("sys/events/rules/"+name, map[string]any{"expression": expr, "actions": actions}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func action(typ string, params ...string) map[string]any {
+	p := map[string]string{}
+	for i := 0; i+1 < len(params); i += 2 {
+		p[params[i]] = params[i+1]
+	}
+	return map[string]any{"type": typ, "params": p}
+}
+
+// streamAgent follows an enrolled agent's sync stream, applying and acking
+// every event, and remembers the revocations it received.
+type streamAgent struct {
+	mu      sync.Mutex
+	acked   uint64
+	revokes []syncproto.Event
+	state   syncproto.State
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func follow(t *testing.T, ag testAgent, from uint64) *streamAgent {
+	t.Helper()
+	sa := &streamAgent{acked: from, done: make(chan struct{})}
+	cl := &syncproto.Client{
+		URL:       ag.url + syncproto.Path,
+		TLSConfig: ag.tls.Clone(),
+		From:      func() uint64 { sa.mu.Lock(); defer sa.mu.Unlock(); return sa.acked },
+		Apply: func(evs []syncproto.Event) (uint64, error) {
+			sa.mu.Lock()
+			defer sa.mu.Unlock()
+			for _, ev := range evs {
+				if ev.Kind == syncproto.Revoke {
+					sa.revokes = append(sa.revokes, ev)
+				}
+				sa.acked = max(sa.acked, ev.Seq)
+			}
+			return sa.acked, nil
+		},
+		OnState: func(s syncproto.State, _ error) { sa.mu.Lock(); sa.state = s; sa.mu.Unlock() },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	sa.cancel = cancel
+	go func() { cl.Run(ctx); close(sa.done) }()
+	t.Cleanup(sa.stop)
+	return sa
+}
+
+func (sa *streamAgent) stop() {
+	sa.cancel()
+	<-sa.done
+}
+
+func (sa *streamAgent) connected() bool {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	return sa.state == syncproto.StateConnected
+}
+
+// revocation returns the Revoke event carrying revocation id, if received.
+func (sa *streamAgent) revocation(id string) (syncproto.Event, map[string]string, bool) {
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	for _, ev := range sa.revokes {
+		var meta map[string]string
+		if json.Unmarshal(ev.Metadata, &meta) == nil && meta["revocation_id"] == id {
+			return ev, meta, true
+		}
+	}
+	return syncproto.Event{}, nil, false
+}
+
+// revocationStatus reads sys/events/revocations/:id.
+func revocationStatus(t *testing.T, c *vault.Client, id string) map[string]any {
+	t.Helper()
+	s, err := c.Logical().Read("sys/events/revocations/" + id)
+	if err != nil || s == nil {
+		t.Fatalf("read revocation %s: %v", id, err)
+	}
+	return s.Data
+}
+
+func agentStatus(data map[string]any, id string) string {
+	agents, _ := data["agents"].(map[string]any)
+	st, _ := agents[id].(map[string]any)
+	s, _ := st["status"].(string)
+	return s
+}
+
+// The Alertmanager fixture, HMAC-signed, fires a revoke_prefix rule: the
+// zone's leases under the prefix are revoked, the agent's stream receives
+// the Revoke, its ack shows as "applied", the time-to-isolate histogram
+// counts it; the same delivery again is a duplicate.
+func TestEventsAlertmanagerRevokePrefix(t *testing.T) {
+	ts, file, _ := auditedServer(t)
+	ag := enrolled(t, ts, "edge-eu", "agent-0042")
+	setupPKI(t, ag.zone)
+	issued, err := ag.zone.Logical().Write("pki/issue/web", map[string]any{"common_name": "a.edge.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lease := issued.LeaseID
+	if !strings.HasPrefix(lease, "pki/issue/web/") {
+		t.Fatalf("lease %q", lease)
+	}
+	sa := follow(t, ag, 0)
+	waitUntil(t, 10*time.Second, "the agent connected", sa.connected)
+
+	hmacSource(t, ts.client, "am", nil, "alertmanager")
+	writeRule(t, ts.client, "tamper", `event.labels.alertname == "AgentTamperDetected"`,
+		action("revoke_prefix", "zone", "{{labels.zone}}", "prefix", "pki/issue/web"))
+
+	// A dry run names the lease and the agent, and changes nothing.
+	dry, err := ts.client.Logical().Write("sys/events/rules/tamper/test", map[string]any{"event": map[string]any{
+		"labels": map[string]string{"alertname": "AgentTamperDetected", "zone": "edge-eu"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dj, _ := json.Marshal(dry.Data); !strings.Contains(string(dj), lease) || !strings.Contains(string(dj), `"agent-0042":"connected"`) {
+		t.Fatalf("dry run does not show the lease and the agent: %s", dj)
+	}
+	if leaseGone(ag.zone, lease) {
+		t.Fatal("the dry run revoked the lease")
+	}
+
+	body := amFixture(t)
+	res := post(t, ts, "alertmanager", "am", hmacSecret, body)
+	if res.status != http.StatusAccepted || res.data.Accepted != 3 || len(res.data.Revocations) != 2 {
+		t.Fatalf("intake: %d %s", res.status, res.body)
+	}
+	if !leaseGone(ag.zone, lease) {
+		t.Fatal("the lease under the prefix is still there")
+	}
+	for _, id := range res.data.Revocations {
+		waitUntil(t, 10*time.Second, "the agent received "+id, func() bool { _, _, ok := sa.revocation(id); return ok })
+		ev, meta, _ := sa.revocation(id)
+		if ev.Path != "pki/issue/web" || meta["lease_prefix"] != "pki/issue/web" || meta["action"] != "revoke_prefix" {
+			t.Fatalf("revoke event %+v %v", ev, meta)
+		}
+		waitUntil(t, 10*time.Second, "applied", func() bool {
+			return agentStatus(revocationStatus(t, ts.client, id), "agent-0042") == "applied"
+		})
+		st := revocationStatus(t, ts.client, id)
+		if st["zone"] != "edge-eu" || st["rule"] != "tamper" || st["source"] != "am" || st["complete"] != true {
+			t.Fatalf("status %v", st)
+		}
+	}
+	// Redelivery: every alert is a duplicate.
+	again := post(t, ts, "alertmanager", "am", hmacSecret, body)
+	if again.status != http.StatusOK || again.data.Duplicates != 3 || len(again.data.Revocations) != 0 {
+		t.Fatalf("redelivery: %d %s", again.status, again.body)
+	}
+	// The histogram has both, labelled by source and rule.
+	code, metrics := ts.raw(t, "GET", "/v1/sys/metrics?format=prometheus", ts.root, nil)
+	if code != 200 || !strings.Contains(metrics, `edgevault_revocation_time_to_isolate_seconds_count{rule="tamper",source="am"} 2`) {
+		t.Fatalf("metrics %d:\n%s", code, metrics)
+	}
+	if code, _ := ts.raw(t, "GET", "/v1/sys/metrics?format=prometheus", "", nil); code != http.StatusForbidden {
+		t.Fatalf("metrics without a token: %d", code)
+	}
+	// The list shows the newest first.
+	l, err := ts.client.Logical().List("sys/events/revocations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := toStrings(l.Data["keys"]); len(keys) != 2 || keys[0] != res.data.Revocations[1] {
+		t.Fatalf("list %v, want newest (%s) first", keys, res.data.Revocations[1])
+	}
+	// The delivery is audited, as a request and its response.
+	found := 0
+	for _, e := range readEntries(t, file) {
+		if r, _ := e["request"].(map[string]any); r != nil && r["path"] == "sys/events/alertmanager" {
+			found++
+		}
+	}
+	if found != 4 { // two deliveries, each a request and a response entry
+		t.Fatalf("%d audit entries for the intake, want 4", found)
+	}
+}
+
+// Sources: secrets are never returned; bad input is refused naming the
+// field and changes nothing.
+func TestEventSourcesAndRulesAPI(t *testing.T) {
+	ts := startServer(t, true)
+	hmacSource(t, ts.client, "am", nil, "alertmanager")
+	s, err := ts.client.Logical().Read("sys/events/sources/am")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw, _ := json.Marshal(s.Data); strings.Contains(string(raw), hmacSecret) || s.Data["has_secret"] != true {
+		t.Fatalf("source read: %s", raw)
+	}
+	// An update without secret keeps it.
+	if _, err := ts.client.Logical().Write("sys/events/sources/am", map[string]any{"kinds": []string{"alertmanager", "generic"},
+		"auth": map[string]any{"method": "hmac-sha256"}}); err != nil {
+		t.Fatal(err)
+	}
+	if res := post(t, ts, "generic", "am", hmacSecret, []byte(`{"id":"e1"}`)); res.status != http.StatusAccepted {
+		t.Fatalf("after update: %d %s", res.status, res.body)
+	}
+	before := ts.snapshot(t)
+	for _, tc := range []struct {
+		path string
+		body map[string]any
+		want string
+	}{
+		{"sys/events/sources/x", map[string]any{"kinds": []string{"carrier-pigeon"}, "auth": map[string]any{"method": "bearer"}, "secret": hmacSecret}, "kinds[0]"},
+		{"sys/events/sources/x", map[string]any{"kinds": []string{"generic"}, "auth": map[string]any{"method": "bearer"}, "secret": "short"}, "secret"},
+		{"sys/events/sources/x", map[string]any{"kinds": []string{"generic"}, "auth": map[string]any{"method": "bearer"}, "secret": hmacSecret, "colour": 1}, "colour"},
+		{"sys/events/rules/r", map[string]any{"expression": `event.labels.x ==`, "actions": []any{action("notify", "url", "http://x")}}, "expression"},
+		{"sys/events/rules/r", map[string]any{"expression": `event.status == "firing"`, "actions": []any{action("revoke_prefix", "zone", "z")}}, "prefix"},
+		{"sys/events/rules/r", map[string]any{"expression": `1 + 1`, "actions": []any{action("notify", "url", "http://x")}}, "bool"},
+	} {
+		_, err := ts.client.Logical().Write(tc.path, tc.body)
+		if statusOf(err) != 400 || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %v: %v, want 400 naming %q", tc.path, tc.body, err, tc.want)
+		}
+	}
+	if after := ts.snapshot(t); !equalMaps(before, after) {
+		t.Fatal("refused writes changed storage")
+	}
+	// Writes need sudo: a token with write but not sudo is refused.
+	if err := ts.client.Sys().PutPolicy("events-writer", `path "sys/events/*" { capabilities = ["create", "update", "read", "list"] }`); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ts.client.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{"events-writer"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ts.newClient(t, tok.Auth.ClientToken)
+	if _, err := c.Logical().Write("sys/events/rules/r", map[string]any{"expression": "true", "actions": []any{action("notify", "url", "http://x")}}); statusOf(err) != 403 {
+		t.Fatalf("rule write without sudo: %v", err)
+	}
+	if _, err := c.Logical().Read("sys/events/sources/am"); err != nil {
+		t.Fatalf("read without sudo: %v", err)
+	}
+	// Named zones have no sys/events.
+	zt := ts.createZone(t, "edge-1")
+	if code, body := ts.rawNS(t, "GET", "/v1/sys/events/sources/am", zt, "edge-1"); code != 404 || !strings.Contains(body, "root zone") {
+		t.Fatalf("sys/events in a named zone: %d %s", code, body)
+	}
+	if code, body := ts.rawNS(t, "POST", "/v1/sys/events/generic?source=am", "", "edge-1", []byte(`{"id":"x"}`)); code != 404 {
+		t.Fatalf("intake in a named zone: %d %s", code, body)
+	}
+}
+
+// Refusals: unsigned, badly signed or unknown-source deliveries are 401 and
+// audited; malformed payloads 400; nothing is processed.
+func TestEventIntakeRefusals(t *testing.T) {
+	ts, file, _ := auditedServer(t)
+	hmacSource(t, ts.client, "am", nil, "alertmanager")
+	writeRule(t, ts.client, "all", `true`, action("rotate_zone_key", "zone", "{{labels.zone}}"))
+	body := amFixture(t)
+	for name, res := range map[string]intakeResult{
+		"unsigned":       post(t, ts, "alertmanager", "am", "", body),
+		"bad signature":  post(t, ts, "alertmanager", "am", "another-secret-0123456789", body),
+		"unknown source": post(t, ts, "alertmanager", "nobody", hmacSecret, body),
+		"no source":      post(t, ts, "alertmanager", "", hmacSecret, body),
+	} {
+		if res.status != http.StatusUnauthorized {
+			t.Errorf("%s: %d %s, want 401", name, res.status, res.body)
+		}
+	}
+	// Another kind than the source's is forbidden.
+	if res := post(t, ts, "generic", "am", hmacSecret, []byte(`{"id":"x"}`)); res.status != http.StatusForbidden {
+		t.Errorf("wrong kind: %d %s", res.status, res.body)
+	}
+	for name, b := range map[string][]byte{
+		"not JSON":          []byte(`{"alerts": [`),
+		"no fingerprint":    []byte(`{"version":"4","status":"firing","alerts":[{"status":"firing","labels":{},"startsAt":"2026-11-26T05:58:12Z"}]}`),
+		"wrong version":     bytes.Replace(body, []byte(`"version": "4"`), []byte(`"version": "3"`), 1),
+		"not an object":     []byte(`[1,2,3]`),
+		"alerts not a list": []byte(`{"version":"4","alerts":{}}`),
+	} {
+		if res := post(t, ts, "alertmanager", "am", hmacSecret, b); res.status != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", name, res.status, res.body)
+		}
+	}
+	l, err := ts.client.Logical().List("sys/events/revocations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l != nil && len(toStrings(l.Data["keys"])) != 0 {
+		t.Fatalf("refused deliveries created revocations: %v", l.Data["keys"])
+	}
+	refused := 0
+	for _, e := range readEntries(t, file) {
+		r, _ := e["request"].(map[string]any)
+		if r != nil && r["path"] == "sys/events/alertmanager" && strings.Contains(fmt.Sprint(e["error"]), "not authenticated") {
+			refused++
+		}
+	}
+	if refused != 4 {
+		t.Fatalf("%d audited 401 refusals, want 4", refused)
+	}
+}
+
+// A flood is answered 429 with Retry-After; once the sender retries, every
+// distinct event is processed, each once.
+func TestEventIntakeRateLimit(t *testing.T) {
+	ts := startServer(t, true)
+	hmacSource(t, ts.client, "gen", map[string]any{"per_second": 2, "burst": 2}, "generic")
+	var (
+		mu   sync.Mutex
+		seen = map[string]int{}
+	)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b struct {
+			Revocation struct {
+				EventID string `json:"event_id"`
+			} `json:"revocation"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&b)
+		mu.Lock()
+		seen[b.Revocation.EventID]++
+		mu.Unlock()
+	}))
+	t.Cleanup(hook.Close)
+	writeRule(t, ts.client, "notify-all", `true`, action("notify", "url", hook.URL))
+	limited := 0
+	for i := range 6 {
+		body := fmt.Appendf(nil, `{"id":"e%d"}`, i)
+		for {
+			res := post(t, ts, "generic", "gen", hmacSecret, body)
+			if res.status == http.StatusTooManyRequests {
+				limited++
+				secs, err := strconv.Atoi(res.header.Get("Retry-After"))
+				if err != nil || secs < 1 {
+					t.Fatalf("429 without Retry-After: %v", res.header)
+				}
+				time.Sleep(time.Duration(secs) * time.Second)
+				continue
+			}
+			if res.status != http.StatusAccepted || res.data.Accepted != 1 {
+				t.Fatalf("event %d: %d %s", i, res.status, res.body)
+			}
+			break
+		}
+	}
+	if limited == 0 {
+		t.Fatal("six events at once were never rate limited (burst 2)")
+	}
+	// A duplicate is processed once, whatever the rate.
+	if res := post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"e0"}`)); res.status != http.StatusOK || res.data.Duplicates != 1 {
+		t.Fatalf("duplicate: %d %s", res.status, res.body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range 6 {
+		if n := seen[fmt.Sprintf("e%d", i)]; n != 1 {
+			t.Errorf("event e%d notified %d times, want 1", i, n)
+		}
+	}
+}
+
+// A rule whose CEL fails at run time is reported; the other rules still run.
+func TestEventRuleRuntimeErrorDoesNotBlockOthers(t *testing.T) {
+	ts := startServer(t, true)
+	ts.createZone(t, "edge-1")
+	hmacSource(t, ts.client, "gen", nil, "generic")
+	writeRule(t, ts.client, "a-broken", `event.labels.missing == "x"`, action("rotate_zone_key", "zone", "edge-1"))
+	writeRule(t, ts.client, "b-works", `event.labels.kind == "leak"`, action("rotate_zone_key", "zone", "edge-1"))
+	res := post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"leak-1","labels":{"kind":"leak"}}`))
+	if res.status != http.StatusAccepted || len(res.data.Revocations) != 1 || len(res.data.RuleErrors) != 1 ||
+		!strings.Contains(res.data.RuleErrors[0], "a-broken") {
+		t.Fatalf("intake: %d %s", res.status, res.body)
+	}
+	st := revocationStatus(t, ts.client, res.data.Revocations[0])
+	if st["rule"] != "b-works" || st["error"] != nil && st["error"] != "" {
+		t.Fatalf("status %v", st)
+	}
+	ks, err := ts.client.Logical().Read("sys/zones/edge-1/key-status")
+	if err == nil && ks != nil && fmt.Sprint(ks.Data["term"]) == "1" {
+		t.Fatalf("zone key not rotated: %v", ks.Data)
+	}
+	// A webhook that fails is recorded and does not make the event fail.
+	writeRule(t, ts.client, "c-notify", `event.labels.kind == "leak"`, action("notify", "url", "http://127.0.0.1:1/hook"))
+	res = post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"leak-2","labels":{"kind":"leak"}}`))
+	if res.status != http.StatusAccepted || len(res.data.Revocations) != 2 || len(res.data.ActionErrors) != 1 {
+		t.Fatalf("intake with a failing webhook: %d %s", res.status, res.body)
+	}
+}
+
+// quarantine_agent: the agent receives a purge addressed to it, then its
+// streams and requests are refused.
+func TestEventQuarantineAgent(t *testing.T) {
+	ts := startServer(t, true)
+	ag := enrolled(t, ts, "edge-eu", "agent-0042")
+	sa := follow(t, ag, 0)
+	waitUntil(t, 10*time.Second, "the agent connected", sa.connected)
+	hmacSource(t, ts.client, "am", nil, "alertmanager")
+	writeRule(t, ts.client, "q", `event.labels.agent_id == "agent-0042"`,
+		action("quarantine_agent", "zone", "{{labels.zone}}", "agent_id", "{{labels.agent_id}}"))
+	res := post(t, ts, "alertmanager", "am", hmacSecret, amFixture(t))
+	if res.status != http.StatusAccepted || len(res.data.Revocations) != 1 {
+		t.Fatalf("intake: %d %s", res.status, res.body)
+	}
+	id := res.data.Revocations[0]
+	waitUntil(t, 10*time.Second, "the targeted purge", func() bool { _, _, ok := sa.revocation(id); return ok })
+	ev, meta, _ := sa.revocation(id)
+	if ev.Path != "" || meta["agent_id"] != "agent-0042" || meta["action"] != "quarantine_agent" {
+		t.Fatalf("event %+v %v", ev, meta)
+	}
+	waitUntil(t, 10*time.Second, "applied", func() bool { return agentStatus(revocationStatus(t, ts.client, id), "agent-0042") == "applied" })
+	waitUntil(t, 10*time.Second, "the stream closed", func() bool { return !sa.connected() })
+	a, err := ag.zone.Logical().Read("sys/agents/agent-0042")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Data["status"] != "quarantined" || !strings.Contains(fmt.Sprint(a.Data["status_reason"]), id) {
+		t.Fatalf("agent %v", a.Data)
+	}
+	// Its next request is refused: a new stream, and a renewal.
+	resp, err := ag.http.Post(ag.url+syncproto.Path, syncproto.ContentType, strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("quarantined agent's stream: %d", resp.StatusCode)
+	}
+	_, pub := newAgentKey(t)
+	body, _ := json.Marshal(map[string]any{"public_key": pub})
+	req, _ := http.NewRequest(http.MethodPost, ag.url+"/v1/auth/attest/renew", bytes.NewReader(body))
+	req.Header.Set("X-Vault-Namespace", "edge-eu")
+	resp, err = ag.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(msg), "quarantined") {
+		t.Fatalf("quarantined agent's renewal: %d %s", resp.StatusCode, msg)
+	}
+}
+
+// seal_zone: the agents are purged first, then the zone answers 503 and
+// refuses its agents until an operator unseals it; the seal survives a
+// restart.
+func TestEventSealZone(t *testing.T) {
+	ts := startServer(t, true)
+	ag := enrolled(t, ts, "edge-eu", "agent-0042")
+	sa := follow(t, ag, 0)
+	waitUntil(t, 10*time.Second, "the agent connected", sa.connected)
+	hmacSource(t, ts.client, "gen", nil, "generic")
+	writeRule(t, ts.client, "seal", `event.labels.severity == "page"`, action("seal_zone", "zone", "{{labels.zone}}"))
+	res := post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"breach","labels":{"severity":"page","zone":"edge-eu"}}`))
+	if res.status != http.StatusAccepted || len(res.data.Revocations) != 1 {
+		t.Fatalf("intake: %d %s", res.status, res.body)
+	}
+	id := res.data.Revocations[0]
+	waitUntil(t, 10*time.Second, "the zone-wide purge", func() bool { ev, _, ok := sa.revocation(id); return ok && ev.Path == "" })
+	_, err := ag.zone.KVv2("secret").Get(t.Context(), "anything")
+	if statusOf(err) != http.StatusServiceUnavailable || !strings.Contains(err.Error(), "sealed by revocation "+id) ||
+		!strings.Contains(err.Error(), "sys/zones/edge-eu/unseal-events") {
+		t.Fatalf("request to the sealed zone: %v", err)
+	}
+	waitUntil(t, 10*time.Second, "the stream closed", func() bool { return !sa.connected() })
+	resp, err := ag.http.Post(ag.url+syncproto.Path, syncproto.ContentType, strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Fatal("a sealed zone's agent opened a stream")
+	}
+	// The root zone still serves; a restart keeps the seal.
+	restart(t, ts)
+	z := ts.newClient(t, ag.zone.Token())
+	z.SetNamespace("edge-eu")
+	if _, err := z.KVv2("secret").Get(t.Context(), "anything"); statusOf(err) != http.StatusServiceUnavailable {
+		t.Fatalf("sealed zone after restart: %v", err)
+	}
+	if _, err := ts.client.Logical().Write("sys/zones/edge-eu/unseal-events", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := z.KVv2("secret").Put(t.Context(), "after", map[string]any{"k": "v"}); err != nil {
+		t.Fatalf("unsealed zone: %v", err)
+	}
+	if _, err := ts.client.Logical().Write("sys/zones/edge-eu/unseal-events", nil); statusOf(err) != 400 {
+		t.Fatalf("unsealing an unsealed zone: %v", err)
+	}
+}
+
+// An agent offline when the revocation is published shows "offline"; once
+// it reconnects it applies it (a resync) and shows "applied".
+func TestEventOfflineAgentAppliesOnReconnect(t *testing.T) {
+	ts := startServer(t, true)
+	ag := enrolled(t, ts, "edge-eu", "agent-0042")
+	on := enrolled(t, ts, "edge-eu-2", "other") // another zone: not a target
+	_ = on
+	hmacSource(t, ts.client, "gen", nil, "generic")
+	writeRule(t, ts.client, "rp", `true`, action("revoke_prefix", "zone", "edge-eu", "prefix", "database/creds/app"))
+	res := post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"leak"}`))
+	if res.status != http.StatusAccepted || len(res.data.Revocations) != 1 {
+		t.Fatalf("intake: %d %s", res.status, res.body)
+	}
+	id := res.data.Revocations[0]
+	st := revocationStatus(t, ts.client, id)
+	if agentStatus(st, "agent-0042") != "offline" || st["complete"] != false {
+		t.Fatalf("status before reconnect: %v", st)
+	}
+	if agents := st["agents"].(map[string]any); len(agents) != 1 {
+		t.Fatalf("targets %v, want agent-0042 alone", agents)
+	}
+	sa := follow(t, ag, 0)
+	waitUntil(t, 10*time.Second, "applied after reconnect", func() bool {
+		return agentStatus(revocationStatus(t, ts.client, id), "agent-0042") == "applied"
+	})
+	if !sa.connected() {
+		t.Fatal("the agent is not connected")
+	}
+	if st := revocationStatus(t, ts.client, id); st["complete"] != true || st["completed_at"] == nil {
+		t.Fatalf("status after reconnect: %v", st)
+	}
+}
+
+// refront serves the (restarted) server to an agent on a new TLS front.
+func refront(t *testing.T, ts *testServer, ag testAgent) testAgent {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(ts.srv.Handler())
+	srv.EnableHTTP2 = true
+	srv.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	cfg := ag.tls.Clone()
+	cfg.RootCAs = roots
+	ag.tls, ag.url = cfg, srv.URL
+	ag.http = &http.Client{Transport: &http.Transport{ForceAttemptHTTP2: true, TLSClientConfig: cfg.Clone()}}
+	return ag
+}
+
+// A server restarted while a revocation waits for an agent resumes it: the
+// agent reconnecting to the new process is resynced (its cache purged) and
+// its ack completes the revocation, which the log then records.
+func TestEventRevocationResumesAfterRestart(t *testing.T) {
+	ts := startServer(t, true)
+	ag := enrolled(t, ts, "edge-eu", "agent-0042")
+	hmacSource(t, ts.client, "gen", nil, "generic")
+	writeRule(t, ts.client, "rp", `true`, action("revoke_prefix", "zone", "edge-eu", "prefix", "secret/app"))
+	res := post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"leak"}`))
+	if res.status != http.StatusAccepted || len(res.data.Revocations) != 1 {
+		t.Fatalf("intake: %d %s", res.status, res.body)
+	}
+	id := res.data.Revocations[0]
+	if st := revocationStatus(t, ts.client, id); agentStatus(st, "agent-0042") != "offline" {
+		t.Fatalf("before restart: %v", st)
+	}
+	restart(t, ts)
+	if st := revocationStatus(t, ts.client, id); agentStatus(st, "agent-0042") != "offline" || st["complete"] != false {
+		t.Fatalf("after restart: %v", st)
+	}
+	ag = refront(t, ts, ag)
+	follow(t, ag, 0)
+	waitUntil(t, 10*time.Second, "applied after the restart", func() bool {
+		st := revocationStatus(t, ts.client, id)
+		return agentStatus(st, "agent-0042") == "applied" && st["completed_at"] != nil
+	})
+	// The same event is still a duplicate for the new process.
+	if res := post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"leak"}`)); res.status != http.StatusOK || res.data.Duplicates != 1 {
+		t.Fatalf("duplicate after restart: %d %s", res.status, res.body)
+	}
+}
