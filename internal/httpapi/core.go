@@ -66,12 +66,12 @@ type core struct {
 	policies *policy.Store
 	mounts   atomic.Pointer[mountTable]
 	audit    *audit.Broker
-	salt     *audit.Salt        // the zone's audit HMAC key
-	leases   *lease.Manager     // the zone's leases, expired on time
+	salt     *audit.Salt    // the zone's audit HMAC key
+	leases   *lease.Manager // the zone's leases, expired on time
 	// unmounting holds the UUIDs of mounts being removed: no new request
 	// reaches them while their leases are revoked.
 	unmounting sync.Map
-	stop     context.CancelFunc // ends the zone's background work and closes its engines
+	stop       context.CancelFunc // ends the zone's background work and closes its engines
 }
 
 // bootstrap runs once, inside init, while the barrier is briefly unsealed:

@@ -325,4 +325,3 @@ func revocationIDs(body []byte) []string {
 	}
 	return ids
 }
-
