@@ -130,6 +130,11 @@ type leaseCache struct {
 	wake    chan struct{}
 	mu      sync.Mutex // guards entries and bytes
 	entries map[[32]byte]*leaseEntry
+	// used is when each entry was last answered from the cache (memory
+	// only): an entry nobody asked for during its term is left to expire
+	// rather than re-issued, so one request does not mint credentials for
+	// as long as its token lives.
+	used map[[32]byte]time.Time
 	bytes   int
 	pmu     sync.Mutex // serialises writes of entries to the cache file
 }
@@ -140,6 +145,7 @@ func (l *leaseCache) start(a *agent) {
 		l.a, l.hc = a, a.httpClient(false)
 		l.wake = make(chan struct{}, 1)
 		l.entries = map[[32]byte]*leaseEntry{}
+		l.used = map[[32]byte]time.Time{}
 		l.load()
 		go l.run()
 	})
@@ -416,6 +422,7 @@ func (l *leaseCache) put(e, old *leaseEntry) int {
 		}
 		l.bytes -= cur.size
 		delete(l.entries, e.key)
+		delete(l.used, e.key)
 	}
 	evicted := l.makeRoom(e.size)
 	l.entries[e.key] = e
@@ -444,6 +451,7 @@ func (l *leaseCache) makeRoom(size int) [][32]byte {
 			}
 		}
 		delete(l.entries, oldest.key)
+		delete(l.used, oldest.key)
 		l.bytes -= oldest.size
 		evicted = append(evicted, oldest.key)
 	}
@@ -462,6 +470,7 @@ func (l *leaseCache) evict(e *leaseEntry, why string) {
 		return
 	}
 	delete(l.entries, e.key)
+	delete(l.used, e.key)
 	l.bytes -= e.size
 	l.mu.Unlock()
 	l.a.log.Info("lease cache: entry evicted", "path", pathOnly(e.Path), "lease_id", e.LeaseID, "why", why)
@@ -506,6 +515,9 @@ func (l *leaseCache) answer(h *localAPI, w http.ResponseWriter, r *http.Request,
 			strconv.FormatInt(left, 10) + "s (until " + e.Expires.UTC().Format(time.RFC3339) + "); it is not renewed while the agent is offline"
 	}
 	out := e.appendAnswer(make([]byte, 0, len(e.rest)+len(warn)+160), ae.requestID, left, warn)
+	l.mu.Lock()
+	l.used[e.key] = now
+	l.mu.Unlock()
 	ae.status = http.StatusOK
 	if !h.audited(w, &ae, false) {
 		return
@@ -776,6 +788,14 @@ func (l *leaseCache) act(e *leaseEntry) {
 	var resp []byte
 	var err error
 	if e.Reissue || !e.Renewable || !sent.Before(e.Expires) {
+		l.mu.Lock()
+		used := l.used[e.key]
+		l.mu.Unlock()
+		if used.Before(e.Granted) && e.Granted.After(e.Stored) {
+			// Re-issued once already and not asked for since: let it end.
+			l.evict(e, "not requested during its last term; left to expire instead of re-issued")
+			return
+		}
 		what = "re-issue"
 		status, resp, err = l.call(ctx, e.Method, e.Path, e.Namespace, e.Token, e.Body)
 		if err == nil && status == http.StatusOK {

@@ -180,6 +180,16 @@ func TestLeaseCacheReissuesCertificates(t *testing.T) {
 	if _, err := cp.zone.Sys().Lookup(first.LeaseID); err != nil && time.Since(start) < 3500*time.Millisecond {
 		t.Fatalf("the old lease is gone before its expiry: %v", err)
 	}
+	// Nobody asks again: the re-issued certificate is left to expire, not
+	// re-issued once more (after both terms, no lease is left).
+	waitFor(t, "no certificate lease left", func() bool {
+		l, err := cp.zone.Logical().List("sys/leases/lookup/pki/issue/web/")
+		return err == nil && l == nil
+	})
+	time.Sleep(1500 * time.Millisecond)
+	if l, err := cp.zone.Logical().List("sys/leases/lookup/pki/issue/web/"); err != nil || l != nil {
+		t.Fatalf("the agent re-issued a certificate nobody asked for: %v %v", l, err)
+	}
 }
 
 // Database credentials through the agent: the agent renews the lease (the
