@@ -2,10 +2,14 @@ package httpapi_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"context"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -664,5 +668,94 @@ func TestEventRevocationResumesAfterRestart(t *testing.T) {
 	// The same event is still a duplicate for the new process.
 	if res := post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"leak"}`)); res.status != http.StatusOK || res.data.Duplicates != 1 {
 		t.Fatalf("duplicate after restart: %d %s", res.status, res.body)
+	}
+}
+
+// A CloudEvent from an EDR (the revoke package's fixture, bearer token)
+// fires revoke_agent: the agent receives a wipe addressed to it, is revoked
+// in the registry, its stream is closed, and the offline sub-CA it obtained
+// is revoked on the zone's pki mount. A revoke_token_accessor in the same
+// rule revokes the token.
+func TestEventCloudEventRevokeAgent(t *testing.T) {
+	ts := startServer(t, true)
+	ag := enrolled(t, ts, "edge-eu", "agent-0042")
+	z := ag.zone
+	if err := z.Sys().Mount("pki", &vault.MountInput{Type: "pki"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := z.Logical().Write("pki/root/generate/internal", map[string]any{"common_name": "Edge Root", "key_type": "ec", "ttl": "720h"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := z.Logical().Write("pki/roles/web", map[string]any{"allowed_domains": "edge.example", "allow_subdomains": true,
+		"key_type": "ec", "max_ttl": "1h", "allow_offline_sub_ca": true, "offline_sub_ca_ttl": "6h"}); err != nil {
+		t.Fatal(err)
+	}
+	subKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(&subKey.PublicKey)
+	body, _ := json.Marshal(map[string]any{"mount": "pki", "role": "web",
+		"public_key": string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))})
+	req, _ := http.NewRequest(http.MethodPost, ag.url+"/v1/sys/agents/pki-sub-ca", bytes.NewReader(body))
+	req.Header.Set("X-Vault-Namespace", "edge-eu")
+	resp, err := ag.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sub struct {
+		Data struct {
+			Serial string `json:"serial_number"`
+		} `json:"data"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&sub)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || sub.Data.Serial == "" {
+		t.Fatalf("sub-CA: %d %+v", resp.StatusCode, sub)
+	}
+	victim, err := ts.client.Auth().Token().Create(&vault.TokenCreateRequest{Policies: []string{"default"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sa := follow(t, ag, 0)
+	waitUntil(t, 10*time.Second, "the agent connected", sa.connected)
+
+	if _, err := ts.client.Logical().Write("sys/events/sources/edr", map[string]any{"kinds": []string{"cloudevents"},
+		"auth": map[string]any{"method": "bearer"}, "secret": "edr-bearer-token-0123456789"}); err != nil {
+		t.Fatal(err)
+	}
+	writeRule(t, ts.client, "edr", `event.labels.type == "com.example.edr.compromise" && event.data.verdict == "malicious"`,
+		action("revoke_agent", "zone", "{{labels.zone}}", "agent_id", "{{data.agent_id}}"),
+		action("revoke_token_accessor", "accessor", victim.Auth.Accessor))
+	ce, err := os.ReadFile(filepath.Join("..", "revoke", "testdata", "cloudevent.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A CloudEvent must come as application/cloudevents+json.
+	if res := post(t, ts, "cloudevents", "edr", "", ce, "Authorization", "Bearer edr-bearer-token-0123456789"); res.status != http.StatusUnsupportedMediaType {
+		t.Fatalf("CloudEvent as application/json: %d %s", res.status, res.body)
+	}
+	res := post(t, ts, "cloudevents", "edr", "", ce, "Authorization", "Bearer edr-bearer-token-0123456789",
+		"Content-Type", revoke.CloudEventsMediaType)
+	if res.status != http.StatusAccepted || len(res.data.Revocations) != 2 || len(res.data.ActionErrors) != 0 {
+		t.Fatalf("intake: %d %s", res.status, res.body)
+	}
+	id := res.data.Revocations[0]
+	waitUntil(t, 10*time.Second, "the wipe", func() bool { _, _, ok := sa.revocation(id); return ok })
+	if ev, meta, _ := sa.revocation(id); ev.Path != "" || meta["agent_id"] != "agent-0042" || meta["action"] != "revoke_agent" {
+		t.Fatalf("wipe %+v %v", ev, meta)
+	}
+	waitUntil(t, 10*time.Second, "the stream closed", func() bool { return !sa.connected() })
+	a, err := z.Logical().Read("sys/agents/agent-0042")
+	if err != nil || a.Data["status"] != "revoked" {
+		t.Fatalf("agent after revoke_agent: %v %v", a, err)
+	}
+	cert, err := z.Logical().Read("pki/cert/" + sub.Data.Serial)
+	if err != nil || fmt.Sprint(cert.Data["revocation_time"]) == "0" {
+		t.Fatalf("the agent's sub-CA is not revoked: %v %v", cert, err)
+	}
+	st := revocationStatus(t, ts.client, id)
+	if notes := fmt.Sprint(st["notes"]); !strings.Contains(notes, "sub-CA revoked: pki/"+strings.ReplaceAll(sub.Data.Serial, ":", "-")) {
+		t.Fatalf("notes %s", notes)
+	}
+	if _, err := ts.newClient(t, victim.Auth.ClientToken).Auth().Token().LookupSelf(); statusOf(err) != 403 {
+		t.Fatalf("the token survived revoke_token_accessor: %v", err)
 	}
 }
