@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/edgevault/edgevault/internal/attest"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/revoke"
 	"github.com/edgevault/edgevault/internal/storage"
@@ -484,7 +485,7 @@ func (s *Server) revocationStatus(ctx context.Context, u *unsealed, rv revocatio
 		default:
 			st["status"] = "offline"
 			st["note"] = "will apply on reconnect before serving"
-			if a, err := u.attest.Agents().Get(ctx, zone, id); err == nil && a.Status != "active" {
+			if a, err := u.attest.Agents().Get(ctx, zone, id); err == nil && a.Status != attest.StatusActive {
 				st["note"] = fmt.Sprintf("agent is %s: it is refused on reconnect (its cache is purged if it ever connects again)", a.Status)
 			}
 		}

@@ -226,9 +226,12 @@ func (x *executor) revokePrefix(ctx context.Context, zone, prefix string, rv *re
 	return nil
 }
 
-// quarantine tells the agent to purge its cache, quarantines it and asks it
-// to re-attest: its next request is refused; once an operator releases
-// it, it is still refused until it renews with a fresh TPM quote.
+// quarantine tells the agent to purge its cache, then takes its access
+// away until it proves itself again. A TPM agent must re-attest: from now on
+// it is refused everything but a renewal carrying a fresh quote, which
+// restores it (a quote the zone's policy refuses quarantines it for good).
+// A join-token agent has nothing to re-attest with: it is quarantined until
+// an operator releases it.
 func (x *executor) quarantine(ctx context.Context, zone, id string, rv *revocation) ([]string, error) {
 	reg := x.u.attest.Agents()
 	if _, err := reg.Get(ctx, zone, id); err != nil {
@@ -238,19 +241,20 @@ func (x *executor) quarantine(ctx context.Context, zone, id string, rv *revocati
 	if err := x.publish(zone, "", rv, map[string]string{"agent_id": id}); err != nil {
 		return nil, err
 	}
+	_, err := x.u.attest.RequestReattest(ctx, zone, id, time.Now())
+	switch {
+	case err == nil:
+		rv.Notes = append(rv.Notes, "re-attestation required now: refused everything but a renewal with a fresh TPM quote")
+		return []string{id}, nil
+	case !errors.Is(err, attest.ErrAttestation):
+		return []string{id}, fmt.Errorf("request re-attestation of agent %q: %w", id, err)
+	}
 	reason := fmt.Sprintf("revocation %s: rule %q, event %q", rv.ID, rv.Rule, rv.EventID)
 	if _, err := reg.SetStatus(ctx, zone, id, attest.StatusQuarantined, reason, time.Now()); err != nil {
 		return []string{id}, fmt.Errorf("quarantine agent %q: %w", id, err)
 	}
-	if _, err := x.u.attest.RequestReattest(ctx, zone, id, time.Now()); err != nil {
-		if !errors.Is(err, attest.ErrAttestation) {
-			return []string{id}, fmt.Errorf("request re-attestation of agent %q: %w", id, err)
-		}
-		// A join-token agent has no TPM: quarantine is all there is.
-		rv.Notes = append(rv.Notes, "re-attestation not requested: "+strings.TrimPrefix(err.Error(), "attest: "))
-	} else {
-		rv.Notes = append(rv.Notes, "re-attestation required (deadline: now)")
-	}
+	rv.Notes = append(rv.Notes, "quarantined until an operator releases it (DELETE sys/agents/"+id+
+		"/quarantine): a join-token agent has no TPM to re-attest with")
 	return []string{id}, nil
 }
 

@@ -61,7 +61,7 @@ func TestRevocationTracker(t *testing.T) {
 	rv := revocation{ID: "z.1", Zone: "z", FeedSeq: 10, Targets: []string{"a", "b", "c"}}
 	p := tr.add("z", rv, map[string]time.Time{"c": time.Unix(1, 0)})
 	now := time.Unix(100, 0)
-	tr.acked("a", "z", 9, now)     // before the revocation
+	tr.acked("a", "z", 9, now)      // before the revocation
 	tr.acked("b", "other", 50, now) // another zone
 	tr.acked("x", "z", 50, now)     // not a target
 	if len(done) != 0 || tr.pending() != 1 {

@@ -2,12 +2,12 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"context"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
