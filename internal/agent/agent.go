@@ -107,6 +107,9 @@ type agent struct {
 	// revoked is set once a revocation revoked this agent: it serves
 	// nothing and no longer syncs (revocations.go).
 	revoked atomic.Pointer[revokedState]
+	// revoking holds the removals of a catch-up until they are durable
+	// (revocations.go): the local API refuses what they cover.
+	revoking pendingRevocations
 
 	id     atomic.Pointer[identity]
 	online atomic.Bool
@@ -471,12 +474,14 @@ func (a *agent) control(ctx context.Context) {
 		case a.renewNow <- struct{}{}:
 		default:
 		}
-	}, hooks: a}
+	}, hooks: a, pending: &a.revoking}
 	cl := &syncproto.Client{
 		URL:       strings.TrimSuffix(a.cfg.ServerAddr, "/") + syncproto.Path,
 		TLSConfig: a.tlsConfig(true),
 		From:      a.cache.Watermark,
 		Apply:     ap.apply,
+		// The catch-up's removals, before anything is applied (revocations.go).
+		ApplyRevocations: ap.applyRevocations,
 		OnState: func(s syncproto.State, err error) {
 			a.online.Store(s == syncproto.StateConnected)
 			a.refused.Store(s != syncproto.StateConnected && errors.Is(err, syncproto.ErrRejected))

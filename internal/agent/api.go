@@ -194,6 +194,11 @@ func (h *localAPI) kvRead(w http.ResponseWriter, r *http.Request, mount, kind, k
 			version = n
 		}
 	}
+	if h.a.revoking.covers(path) {
+		h.refuse(w, r, online, http.StatusServiceUnavailable, "edgevault agent: a revocation covering "+path+
+			" is being applied after the agent reconnected; it is not served")
+		return
+	}
 	lookup := path
 	if kind == "metadata" {
 		lookup = metaPath(path)

@@ -29,6 +29,15 @@ package agent
 //   - quarantine_agent naming this agent: the agent re-attests at once,
 //     as for a Reattest event.
 //
+// While the catch-up after a reconnect is being applied the agent is still
+// degraded, and would serve its cache: so the sync client hands it the
+// catch-up's removals first (syncproto.Client.ApplyRevocations), which
+// evicts the leased credentials they cover at once and makes the local API
+// refuse (503) reads of every path they cover until the batch holding them
+// is durable; only then are they lifted. A revocation published while the
+// agent was away is thus never served past, from the moment its catch-up
+// has arrived.
+//
 // A Revoke without Metadata (the server republishing a zone after a policy
 // change) purges the secret cache only, as it always did. Metadata that
 // cannot be read is treated as naming no agent: the purge happens (a
@@ -39,6 +48,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgevault/edgevault/internal/agent/cache"
@@ -231,4 +242,107 @@ func (s *subCAs) drop() int {
 		}
 	}
 	return n
+}
+
+// pendingRevocations are removals received in a catch-up and not yet
+// durably applied to the cache: the local API refuses reads of the paths
+// they cover. Safe for concurrent use; the zero value is empty.
+type pendingRevocations struct {
+	mu   sync.Mutex
+	list []pendingRevocation
+}
+
+// pendingRevocation is one removal: every path starting with prefix, until
+// the cache's watermark reaches seq.
+type pendingRevocation struct {
+	seq    uint64
+	prefix string
+}
+
+func (p *pendingRevocations) add(seq uint64, prefix string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.list = append(p.list, pendingRevocation{seq, prefix})
+}
+
+// covers reports whether a pending removal covers path (or, for a secret's
+// metadata, its secret path).
+func (p *pendingRevocations) covers(path string) bool {
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, r := range p.list {
+		if strings.HasPrefix(path, r.prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// done lifts the removals at or below watermark: they are in the cache.
+func (p *pendingRevocations) done(watermark uint64) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	kept := p.list[:0]
+	for _, r := range p.list {
+		if r.seq > watermark {
+			kept = append(kept, r)
+		}
+	}
+	p.list = kept
+}
+
+// applyRevocations is syncproto.Client.ApplyRevocations: the removals of a
+// catch-up, before the catch-up is applied. It does not touch the cache
+// (Apply does, in order, and moves the watermark): it marks the paths they
+// cover as pending, so they are refused from now on, and evicts the leased
+// credentials revocations cover (removing early is safe; Apply finds them
+// gone). Removals for another agent, and those already applied, are
+// skipped.
+func (a *applier) applyRevocations(evs []syncproto.Event) error {
+	if a.pending == nil {
+		return nil
+	}
+	w := a.c.Watermark()
+	for i := range evs {
+		ev := &evs[i]
+		switch ev.Kind {
+		case syncproto.Resync:
+			a.pending.add(ev.Seq, "")
+		case syncproto.Delete, syncproto.DeleteVersion:
+			if ev.Seq > w {
+				a.pending.add(ev.Seq, ev.Path)
+			}
+		case syncproto.Revoke:
+			if ev.Seq <= w {
+				continue
+			}
+			rev, err := parseRevocation(ev.Metadata)
+			self := ""
+			if a.hooks != nil {
+				self = a.hooks.selfID()
+			}
+			if err == nil && rev.targeted() && rev.AgentID != self {
+				continue
+			}
+			p := ev.Path
+			if err == nil && rev.targeted() && rev.Action == actionRevokeAgent {
+				p = ""
+			}
+			a.pending.add(ev.Seq, p)
+			if a.hooks != nil && err == nil && (rev.ID != "" || rev.Action != "") {
+				prefixes := []string{p}
+				if rev.LeasePrefix != "" {
+					prefixes = append(prefixes, rev.LeasePrefix)
+				}
+				a.hooks.purgeLeases("revocation "+rev.ID+" ("+rev.Action+"), before the catch-up", prefixes...)
+			}
+		}
+	}
+	return nil
 }

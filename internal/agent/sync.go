@@ -91,6 +91,9 @@ type applier struct {
 	// hooks carry out revocations beyond the secret cache (revocations.go);
 	// nil: the secret cache only.
 	hooks revocationHooks
+	// pending, if set, holds the catch-up's removals until they are
+	// durable (revocations.go); the local API refuses what they cover.
+	pending *pendingRevocations
 	// halted is set once a revocation revoked this agent: what the stream
 	// brings afterwards is acked but never cached. Apply's goroutine only.
 	halted bool
@@ -371,6 +374,7 @@ const applyChunk = 512
 // one. A Resync resets the cache first. Events at or below the watermark (a
 // replay) are skipped.
 func (a *applier) apply(evs []syncproto.Event) (uint64, error) {
+	defer func() { a.pending.done(a.c.Watermark()) }()
 	for len(evs) > 0 {
 		n := chunkLen(evs)
 		if err := a.applyBatch(evs[:n]); err != nil {
