@@ -134,9 +134,9 @@ type leaseCache struct {
 	// only): an entry nobody asked for during its term is left to expire
 	// rather than re-issued, so one request does not mint credentials for
 	// as long as its token lives.
-	used map[[32]byte]time.Time
-	bytes   int
-	pmu     sync.Mutex // serialises writes of entries to the cache file
+	used  map[[32]byte]time.Time
+	bytes int
+	pmu   sync.Mutex // serialises writes of entries to the cache file
 }
 
 // start loads the persisted entries and starts the renewal loop, once.

@@ -259,3 +259,66 @@ func TestRevocationLogLine(t *testing.T) {
 		t.Fatalf("log %q lacks %q", logs.String(), want)
 	}
 }
+
+// The removals of a catch-up are pending from ApplyRevocations until the
+// batch holding them is durable: what they cover is refused meanwhile, a
+// revocation for another agent covers nothing, and a failed Apply keeps
+// them pending.
+func TestCatchupRevocationsPendingUntilDurable(t *testing.T) {
+	dir := t.TempDir()
+	l := newTestLeaseCache(t, dir)
+	a := l.a
+	a.id.Store(&identity{agentID: "node-a"})
+	a.leases = l
+	ap := &applier{c: a.cache, log: a.log, hooks: a, pending: &a.revoking}
+	if _, err := ap.apply([]syncproto.Event{upsert(1, "secret/app/db", 1, "v1"), upsert(2, "secret/other/x", 1, "x1")}); err != nil {
+		t.Fatal(err)
+	}
+	putLease(t, l, "/v1/database/creds/ro", "database/creds/ro/abc")
+	catchup := []syncproto.Event{
+		upsert(3, "secret/new/y", 1, "y1"),
+		revokeEvent(4, "secret/other/", `{"revocation_id":"r1","action":"revoke_prefix","agent_id":"node-b"}`),
+		revokeEvent(5, "secret/app/", `{"revocation_id":"r2","action":"revoke_prefix","lease_prefix":"database/creds/"}`),
+		{Seq: 6, Kind: syncproto.Delete, Path: "secret/new/z"},
+		revokeEvent(1, "secret/", `{"revocation_id":"old","action":"revoke_prefix"}`), // already applied
+	}
+	var rev []syncproto.Event
+	for _, ev := range catchup {
+		if ev.Kind.Revokes() {
+			rev = append(rev, ev)
+		}
+	}
+	if err := ap.applyRevocations(rev); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]bool{"secret/app/db": true, "secret/new/z": true, "secret/other/x": false, "secret/new/y": false} {
+		if got := a.revoking.covers(p); got != want {
+			t.Fatalf("before Apply: covers(%s) = %v, want %v", p, got, want)
+		}
+	}
+	if ids := leaseIDs(l); len(ids) != 0 {
+		t.Fatalf("the revoked lease is still served before Apply: %v", ids)
+	}
+	if a.cache.Watermark() != 2 || password(t, a.cache, "secret/app/db", 0) != "v1" {
+		t.Fatal("ApplyRevocations changed the cache or its watermark")
+	}
+	// Apply fails (the cache is closed): still pending.
+	a.cache.Close()
+	if _, err := ap.apply(catchup[:4]); err == nil {
+		t.Fatal("apply on a closed cache succeeded")
+	}
+	if !a.revoking.covers("secret/app/db") {
+		t.Fatal("a removal not yet durable was lifted")
+	}
+	l2 := newTestLeaseCache(t, dir)
+	ap.c = l2.a.cache
+	if _, err := ap.apply(catchup[:4]); err != nil {
+		t.Fatal(err)
+	}
+	if a.revoking.covers("secret/app/db") || a.revoking.covers("secret/new/z") {
+		t.Fatal("removals still pending once durable")
+	}
+	if password(t, ap.c, "secret/app/db", 0) != "<none>" {
+		t.Fatal("the revoked secret is cached after Apply")
+	}
+}
