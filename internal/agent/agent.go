@@ -99,6 +99,9 @@ type agent struct {
 	// (quarantined, revoked, deleted, a missed re-attestation): the agent is
 	// not merely cut off, so it does not issue offline.
 	refused atomic.Bool
+	// forceResync asks the next stream for a full resync (revocations.go);
+	// the resync clears it.
+	forceResync atomic.Bool
 	// subCAs issue certificates offline (subca.go); nil without OfflinePKI.
 	subCAs *subCAs
 	// leases is the local API's lease cache, which revocations purge
@@ -478,7 +481,7 @@ func (a *agent) control(ctx context.Context) {
 	cl := &syncproto.Client{
 		URL:       strings.TrimSuffix(a.cfg.ServerAddr, "/") + syncproto.Path,
 		TLSConfig: a.tlsConfig(true),
-		From:      a.cache.Watermark,
+		From:      a.syncFrom,
 		Apply:     ap.apply,
 		// The catch-up's removals, before anything is applied (revocations.go).
 		ApplyRevocations: ap.applyRevocations,

@@ -115,6 +115,12 @@ type revocationHooks interface {
 	// wipe drops everything the agent holds besides its secret cache
 	// (lease cache, offline sub-CAs) and stops it serving, for good.
 	wipe(r revocation, at time.Time)
+	// resyncNext makes the next stream ask for a full resync: after a
+	// quarantine purged the whole cache, what the agent may hold once it
+	// has re-attested must come back from the server.
+	resyncNext()
+	// resynced says a full resync arrived.
+	resynced()
 }
 
 // opsForRevoke returns the cache ops of a Revoke event and carries out the
@@ -158,8 +164,13 @@ func (a *applier) opsForRevoke(ev *syncproto.Event, ops []cache.Op) []cache.Op {
 		if a.hooks != nil {
 			a.hooks.wipe(rev, a.now())
 		}
-	case rev.targeted() && rev.Action == actionQuarantineAgent && a.reattest != nil:
-		a.reattest(rev.AgentID)
+	case rev.targeted() && rev.Action == actionQuarantineAgent:
+		if a.hooks != nil && p == "" {
+			a.hooks.resyncNext()
+		}
+		if a.reattest != nil {
+			a.reattest(rev.AgentID)
+		}
 	}
 	if rev.ID != "" || rev.Action != "" {
 		a.log.Info("sync: revocation applied", "seq", ev.Seq, "revocation_id", rev.ID, "action", rev.Action,
@@ -175,6 +186,19 @@ func (a *agent) selfID() string {
 		return id.agentID
 	}
 	return ""
+}
+
+func (a *agent) resyncNext() { a.forceResync.Store(true) }
+
+func (a *agent) resynced() { a.forceResync.Store(false) }
+
+// syncFrom is where the next stream starts: the cache's watermark, or 0
+// (a full resync) after a quarantine purged the cache.
+func (a *agent) syncFrom() uint64 {
+	if a.forceResync.Load() {
+		return 0
+	}
+	return a.cache.Watermark()
 }
 
 func (a *agent) purgeLeases(why string, prefixes ...string) int {

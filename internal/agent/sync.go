@@ -409,6 +409,9 @@ func (a *applier) applyBatch(evs []syncproto.Event) error {
 				return fmt.Errorf("resync at seq %d: %w", ev.Seq, err)
 			}
 			a.log.Info("sync: full resync", "seq", ev.Seq)
+			if a.hooks != nil {
+				a.hooks.resynced()
+			}
 			ops, w, resynced = ops[:0], 0, true
 			seq = max(seq, ev.Seq)
 			continue

@@ -358,6 +358,18 @@ func (s *Service) Authorize(ctx context.Context, chain []*x509.Certificate, now 
 	return a, nil
 }
 
+// AuthorizeRenewal is Authorize for the steps of a renewal (a re-attestation
+// challenge): an agent past its re-attestation deadline is accepted, since
+// renewing with fresh evidence is how it meets it, and so is the certificate
+// the last renewal replaced while the new one is unused.
+func (s *Service) AuthorizeRenewal(ctx context.Context, chain []*x509.Certificate, now time.Time) (Agent, error) {
+	a, err := s.authorize(ctx, chain, now, true)
+	if err != nil {
+		return Agent{}, fmt.Errorf("attest: authorize renewal: %w", err)
+	}
+	return a, nil
+}
+
 // authorize checks chain; allowPrev also accepts the certificate the last
 // renewal replaced while the new one is unused (for Renew only).
 func (s *Service) authorize(ctx context.Context, chain []*x509.Certificate, now time.Time, allowPrev bool) (Agent, error) {

@@ -168,7 +168,9 @@ func (s *Server) tpmReattestChallenge(ctx context.Context, u *unsealed, c *core,
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return nil, logical.InvalidRequest("renew/challenge needs the agent's current certificate as the TLS client certificate")
 	}
-	a, err := u.attest.Authorize(ctx, r.TLS.PeerCertificates, now)
+	// An agent past its re-attestation deadline must still get a challenge:
+	// quoting it is how it re-attests.
+	a, err := u.attest.AuthorizeRenewal(ctx, r.TLS.PeerCertificates, now)
 	if err != nil {
 		return nil, attestError(err)
 	}
