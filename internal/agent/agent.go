@@ -95,9 +95,10 @@ type agent struct {
 	// refusedRenewal is when a refused stream last triggered a renewal
 	// (unix ns).
 	refusedRenewal atomic.Int64
-	// refused is set while the server refuses this agent's stream
-	// (quarantined, revoked, deleted, a missed re-attestation): the agent is
-	// not merely cut off, so it does not issue offline.
+	// refused is set while the server refuses this agent's stream (401/403:
+	// quarantined, revoked, deleted, its zone sealed, a missed
+	// re-attestation): the agent is not merely cut off, so it serves
+	// nothing until the server accepts it again (api.go).
 	refused atomic.Bool
 	// forceResync asks the next stream for a full resync (revocations.go);
 	// the resync clears it.
@@ -487,7 +488,7 @@ func (a *agent) control(ctx context.Context) {
 		ApplyRevocations: ap.applyRevocations,
 		OnState: func(s syncproto.State, err error) {
 			a.online.Store(s == syncproto.StateConnected)
-			a.refused.Store(s != syncproto.StateConnected && errors.Is(err, syncproto.ErrRejected))
+			a.refused.Store(s != syncproto.StateConnected && errors.Is(err, syncproto.ErrRefused))
 			if s == syncproto.StateConnected {
 				a.log.Info("agent online: sync stream connected", "watermark", a.cache.Watermark())
 				a.mark()
@@ -510,7 +511,7 @@ func (a *agent) control(ctx context.Context) {
 // request lost with a resync) is the likely reason, and the renewal clears
 // it — or fails and says why. At most once a minute.
 func (a *agent) renewIfRefused(err error) {
-	if a.tpm == nil || !errors.Is(err, syncproto.ErrRejected) {
+	if a.tpm == nil || !errors.Is(err, syncproto.ErrRefused) {
 		return
 	}
 	now := time.Now().UnixNano()

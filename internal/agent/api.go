@@ -54,6 +54,14 @@ func (h *localAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			strconv.Quote(rs.RevocationID)+" at "+rs.AppliedAt.Format(time.RFC3339)+"); it serves nothing")
 		return
 	}
+	if h.a.refused.Load() {
+		// Not merely offline: the server knows this agent and refuses it. A
+		// revocation it could not deliver (the stream is refused) must not
+		// be outrun by the cache.
+		h.refuse(w, r, false, http.StatusForbidden, "edgevault agent: the control plane refuses this agent (quarantined, revoked, "+
+			"its zone sealed, or asked to re-attest), so it serves nothing until the control plane accepts it again")
+		return
+	}
 	tok := header(r, tokenHeader)
 	bearer := false
 	if tok == "" {
@@ -313,6 +321,9 @@ type healthStatus struct {
 	EKHash    string `json:"ek_hash,omitempty"`
 	LastQuote string `json:"last_quote,omitempty"`
 	PCRDigest string `json:"pcr_digest,omitempty"`
+	// OfflinePKI maps each offline_pki role to the expiry of the sub-CA the
+	// agent holds for it ("" for none yet).
+	OfflinePKI map[string]string `json:"offline_pki,omitempty"`
 	// AuditPending is how many audit entries wait in the spool for the server.
 	AuditPending int64 `json:"audit_pending"`
 	// AuditError is the last failure to forward them ("" if none since).
@@ -331,7 +342,7 @@ func (h *localAPI) health(w http.ResponseWriter) {
 	id := a.id.Load()
 	hs := healthStatus{Mode: a.mode(st).String(), Zone: a.cfg.Zone, Watermark: st.Watermark,
 		CachedEntries: st.Entries, Attestation: a.attest.strength(), AuditPending: a.audit.spool.Stats().Pending,
-		AuditUnrecorded: a.audit.skipped.Load()}
+		AuditUnrecorded: a.audit.skipped.Load(), OfflinePKI: a.subCAs.status()}
 	if e := a.audit.lastErr.Load(); e != nil {
 		hs.AuditError = *e
 	}

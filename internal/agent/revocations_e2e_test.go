@@ -208,7 +208,10 @@ func TestRevokeAgentWipesAndStopsServing(t *testing.T) {
 	}
 
 	ids := postEvent(t, cp, "e2e", secret, `{"id":"tamper-1","labels":{"action":"revoke_agent","agent_id":"node-a"}}`)
-	waitFor(t, "node-a revoked", func() bool { _, h := health(t, a.info); return h["mode"] == "revoked" })
+	waitFor(t, "node-a revoked and wiped", func() bool {
+		_, h := health(t, a.info)
+		return h["mode"] == "revoked" && h["cached_entries"] == float64(0)
+	})
 	code, h := health(t, a.info)
 	rv, _ := h["revoked"].(map[string]any)
 	if code != http.StatusServiceUnavailable || rv["revocation_id"] != ids[0] || rv["action"] != "revoke_agent" || h["cached_entries"] != float64(0) {

