@@ -35,11 +35,18 @@ import (
 //	GET  sys/metrics?format=prometheus             the server's metrics (time to isolate)
 //
 // The intake answers 401 (audited) to an unknown source or a missing or bad
-// credential, 400 to a malformed payload, 429 with Retry-After to a source
-// over its rate, 200 {"duplicates": n} when every event was already
-// processed, and 202 with the revocation IDs it created otherwise. An event
-// whose actions failed is released (the sender's retry processes it again)
-// and the answer is 500, so Alertmanager retries.
+// credential, 400 to a malformed payload, 413 to an Alertmanager payload of
+// more than revoke.MaxAlerts alerts, Retry-After to a source over its rate
+// (503 on the Alertmanager endpoint, as Alertmanager retries only 5xx; 429
+// on the others), 503 with Retry-After when an event of the request is
+// being processed by another request (that one may still fail), 200
+// {"duplicates": n} when every event was already processed, and 202 with
+// the revocation IDs it created otherwise. An event whose action failed
+// transiently (storage, cancellation) is released, so the sender's retry
+// processes it again, and the answer is 500; a permanent failure (unknown
+// agent or zone, invalid parameter) is listed in action_errors and the
+// event recorded as processed, as a retry would fail the same way and
+// re-run the actions that worked.
 
 // Where the events subsystem keeps its records in the root barrier.
 const (
@@ -80,7 +87,8 @@ func (s *Server) newEvents(ctx context.Context) (*events, error) {
 	}
 	e.engine = revoke.NewEngine(e.store)
 	e.intake = revoke.NewIntake(revoke.NewDeduper(view, 0, 0, nil), e.limiter, nil)
-	e.track = newRevocationTracker(func(p *pendingRevocation) { s.revocationApplied(e, p) })
+	e.track = newRevocationTracker(func(p *pendingRevocation) { s.revocationApplied(e, p) },
+		func(p *pendingRevocation, now time.Time) { s.revocationTimedOut(e, p, now) })
 	zones, err := s.barrier.List(ctx, eventsSealedPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("events: sealed zones: %w", err)
@@ -104,7 +112,7 @@ func (s *Server) revocationApplied(e *events, p *pendingRevocation) {
 			last = at
 		}
 	}
-	s.metrics.isolate.WithLabelValues(p.rv.Source, p.rv.Rule).Observe(last.Sub(p.rv.ReceivedAt).Seconds())
+	s.metrics.isolate.WithLabelValues(p.rv.Source, p.rv.Rule, "applied").Observe(last.Sub(p.rv.ReceivedAt).Seconds())
 	rv := p.rv
 	rv.Applied, rv.CompletedAt = p.applied, time.Now().UTC()
 	if err := e.log.put(context.Background(), &rv); err != nil {
@@ -112,13 +120,59 @@ func (s *Server) revocationApplied(e *events, p *pendingRevocation) {
 	}
 }
 
+// revocationTimedOut records a revocation some target did not ack within
+// revocationTimeout: the log entry gets the acks so far and timed_out_at,
+// the histogram an observation with outcome timed_out.
+func (s *Server) revocationTimedOut(e *events, p *pendingRevocation, now time.Time) {
+	s.metrics.isolate.WithLabelValues(p.rv.Source, p.rv.Rule, "timed_out").Observe(now.Sub(p.rv.ReceivedAt).Seconds())
+	rv := p.rv
+	rv.Applied, rv.TimedOutAt = p.applied, now.UTC()
+	rv.Notes = append(rv.Notes, fmt.Sprintf("%d of %d target(s) had not acked after %s: no longer followed (an agent that reconnects is resynced before it serves)",
+		len(rv.Targets)-len(p.applied), len(rv.Targets), revocationTimeout))
+	if err := e.log.put(context.Background(), &rv); err != nil {
+		s.log.Warn("events: record a timed-out revocation", "id", rv.ID, "err", err)
+	}
+}
+
+// interruptedNote explains an entry a restart cut short. It holds because
+// the intake commits an event's dedupe record only after every action of
+// the event ran, and the claim of an in-flight event lives in memory only.
+const interruptedNote = "interrupted: the server stopped before this action ran to the end; " +
+	"the event was not acknowledged to its sender, whose retry runs it again as a new revocation"
+
 // resumeRevocations follows again the revocations of the log that some
 // target had not acked when the server stopped. An agent whose recorded ack
-// already covers one counts as applied (at its last_seen); the others
-// complete it when they ack after reconnecting (a restarted server renumbers
-// its feeds above any earlier sequence, so a reconnecting agent is resynced:
-// it purges its cache, which applies every revocation it missed).
+// already covers one counts as applied (at its last_seen); a target now
+// refused (quarantined, revoked, past a re-attestation deadline) is moved to
+// the refused list; the others complete it when they ack after reconnecting
+// (a restarted server renumbers its feeds above any earlier sequence, so a
+// reconnecting agent is resynced: it purges its cache, which applies every
+// revocation it missed). An entry a restart cut short is marked
+// interrupted; finished entries past revocationRetention are pruned. It then
+// gives up on revocations followed for longer than revocationTimeout, every
+// minute, until the server seals.
 func (s *Server) resumeRevocations(u *unsealed) {
+	e := u.events
+	if n, err := e.log.prune(u.bg, time.Now().Add(-revocationRetention)); err != nil {
+		s.log.Warn("events: prune the revocation log", "err", err)
+	} else if n > 0 {
+		s.log.Info("events: pruned the revocation log", "entries", n, "retention", revocationRetention)
+	}
+	s.resumeLog(u)
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-u.bg.Done():
+			return
+		case now := <-tick.C:
+			e.track.expire(now, revocationTimeout)
+		}
+	}
+}
+
+// resumeLog is the resumption part of resumeRevocations.
+func (s *Server) resumeLog(u *unsealed) {
 	e := u.events
 	zones, err := e.log.store.List(u.bg, revocationPrefix)
 	if err != nil {
@@ -134,19 +188,44 @@ func (s *Server) resumeRevocations(u *unsealed) {
 		}
 		for _, k := range keys {
 			seq, err := strconv.ParseUint(k, 10, 64)
-			if err != nil {
-				continue
+			if err != nil || e.log.mine(z, seq) {
+				continue // not an entry, or this process's own
 			}
 			rv, err := e.log.get(u.bg, z+"."+strconv.FormatUint(seq, 10))
-			if err != nil || !rv.CompletedAt.IsZero() || rv.FeedSeq == 0 || len(rv.Targets) == 0 || rv.ExecutedAt.IsZero() {
+			if err != nil || rv.finished() {
+				continue
+			}
+			if rv.ExecutedAt.IsZero() {
+				rv.InterruptedAt = time.Now().UTC()
+				rv.Notes = append(rv.Notes, interruptedNote)
+				if err := e.log.put(u.bg, &rv); err != nil {
+					s.log.Warn("events: mark an interrupted revocation", "id", rv.ID, "err", err)
+				}
 				continue
 			}
 			zone := zoneName(z)
 			applied := map[string]time.Time{}
+			targets := rv.Targets[:0:0]
+			moved := false
 			for _, id := range rv.Targets {
-				if a, err := u.attest.Agents().Get(u.bg, zone, id); err == nil && a.AckedSeq >= rv.FeedSeq {
+				a, err := u.attest.Agents().Get(u.bg, zone, id)
+				switch {
+				case err == nil && a.AckedSeq >= rv.FeedSeq:
 					applied[id] = a.LastSeen
+				case err == nil && refusedAgent(a, time.Now()) != "":
+					rv.Refused, moved = append(rv.Refused, id), true
+					continue
 				}
+				targets = append(targets, id)
+			}
+			rv.Targets = targets
+			if moved {
+				if err := e.log.put(u.bg, &rv); err != nil {
+					s.log.Warn("events: record refused targets", "id", rv.ID, "err", err)
+				}
+			}
+			if len(rv.Targets) == 0 {
+				continue // nothing to wait for: done, as revocationDone says
 			}
 			e.track.add(zone, rv, applied)
 		}
@@ -217,8 +296,10 @@ func serveEvents(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 	kind, name, _ := strings.Cut(strings.TrimPrefix(req.Path, "events/"), "/")
 	name = strings.TrimSuffix(name, "/")
 	// Writing a source or a rule decides what the server revokes on whose
-	// word: sudo, as for sys/audit. Reads, dry runs and the log do not.
-	if (kind == "sources" || kind == "rules") && !strings.HasSuffix(name, "/test") &&
+	// word: sudo, as for sys/audit. So does a dry run, which lists lease IDs
+	// and agents of any zone (as LIST sys/leases/lookup, which needs sudo).
+	// Reads and the log do not.
+	if (kind == "sources" || kind == "rules") &&
 		(isWrite(req.Operation) || req.Operation == logical.DeleteOperation) && !req.Sudo {
 		s.writeError(w, r, logical.ErrPermissionDenied)
 		return
@@ -407,7 +488,7 @@ func (s *Server) testRule(ctx context.Context, u *unsealed, name string, data ma
 	x := &executor{s: s, u: u}
 	actions := make([]any, 0, len(planned))
 	for _, p := range planned {
-		a := map[string]any{"type": p.Type, "params": p.Params, "recovery": p.Recovery}
+		a := map[string]any{"type": p.Type, "params": redactParams(p.Params), "recovery": p.Recovery}
 		if t, err := x.preview(ctx, p); err != nil {
 			a["error"] = err.Error()
 		} else {
@@ -440,7 +521,8 @@ func (s *Server) eventRevocations(ctx context.Context, u *unsealed, req *request
 		for _, rv := range rvs {
 			keys = append(keys, rv.ID)
 			info[rv.ID] = map[string]any{"zone": rv.Zone, "action": rv.Action, "rule": rv.Rule, "source": rv.Source,
-				"event_id": rv.EventID, "received_at": rv.ReceivedAt, "error": rv.Error, "complete": revocationDone(rv)}
+				"event_id": rv.EventID, "received_at": rv.ReceivedAt, "error": rv.Error, "complete": revocationDone(rv),
+				"timed_out": !rv.TimedOutAt.IsZero(), "interrupted": !rv.InterruptedAt.IsZero()}
 		}
 		return &logical.Response{Data: map[string]any{"keys": keys, "key_info": info}}, nil
 	case id != "" && req.Operation == logical.ReadOperation:
@@ -480,6 +562,9 @@ func (s *Server) revocationStatus(ctx context.Context, u *unsealed, rv revocatio
 		switch at, ok := applied[id]; {
 		case ok:
 			st["status"], st["applied_at"] = "applied", at.UTC().Format(time.RFC3339Nano)
+		case !rv.TimedOutAt.IsZero():
+			st["status"] = "timed_out"
+			st["note"] = fmt.Sprintf("no ack within %s; no longer followed (it is resynced before serving when it reconnects)", revocationTimeout)
 		case connected[id]:
 			st["status"] = "pending"
 		default:
@@ -492,10 +577,30 @@ func (s *Server) revocationStatus(ctx context.Context, u *unsealed, rv revocatio
 		counts[st["status"].(string)]++
 		agents[id] = st
 	}
+	for _, id := range rv.Refused {
+		st := map[string]any{"status": "refused", "note": "refused — will not apply until released (it is resynced before serving when it reconnects)"}
+		if a, err := u.attest.Agents().Get(ctx, zone, id); err == nil {
+			if why := refusedAgent(a, time.Now()); why != "" {
+				st["note"] = fmt.Sprintf("refused (%s) — will not apply until released (it is resynced before serving when it reconnects)", why)
+			}
+		}
+		agents[id] = st
+	}
 	out := jsonData(rv)
 	out["agents"] = agents
-	out["summary"] = map[string]int{"targets": len(rv.Targets), "applied": counts["applied"], "pending": counts["pending"], "offline": counts["offline"]}
+	out["summary"] = map[string]int{"targets": len(rv.Targets), "applied": counts["applied"], "pending": counts["pending"],
+		"offline": counts["offline"], "timed_out": counts["timed_out"], "refused": len(rv.Refused)}
 	out["complete"] = len(rv.Targets) == counts["applied"] && !rv.ExecutedAt.IsZero()
+	switch {
+	case !rv.InterruptedAt.IsZero():
+		out["state"] = "interrupted"
+	case !rv.TimedOutAt.IsZero():
+		out["state"] = "timed_out"
+	case out["complete"] == true:
+		out["state"] = "complete"
+	default:
+		out["state"] = "in_progress"
+	}
 	return out
 }
 
@@ -626,8 +731,12 @@ func (s *Server) serveEventIntake(c *core, w http.ResponseWriter, r *http.Reques
 	evs, err := revoke.Parse(kind, body, r.Header.Get("Content-Type"))
 	if err != nil {
 		s.metrics.events.WithLabelValues(name, "malformed").Inc()
-		if errors.Is(err, revoke.ErrUnsupportedMediaType) {
+		switch {
+		case errors.Is(err, revoke.ErrUnsupportedMediaType):
 			errorf(w, http.StatusUnsupportedMediaType, strings.TrimPrefix(err.Error(), "revoke: "))
+			return
+		case errors.Is(err, revoke.ErrTooManyEvents):
+			errorf(w, http.StatusRequestEntityTooLarge, strings.TrimPrefix(err.Error(), "revoke: "))
 			return
 		}
 		s.writeError(w, r, eventsError(err))
@@ -638,7 +747,14 @@ func (s *Server) serveEventIntake(c *core, w http.ResponseWriter, r *http.Reques
 	if errors.As(err, &limited) {
 		s.metrics.events.WithLabelValues(name, "rate_limited").Inc()
 		w.Header().Set("Retry-After", strconv.Itoa(limited.RetryAfterSeconds()))
-		errorf(w, http.StatusTooManyRequests, limited.Error())
+		errorf(w, rateLimitedStatus(kind), limited.Error())
+		return
+	}
+	if errors.Is(err, revoke.ErrInFlight) {
+		// Not a duplicate yet: the other attempt may fail and release it.
+		s.metrics.events.WithLabelValues(name, "in_flight").Inc()
+		w.Header().Set("Retry-After", "1")
+		errorf(w, http.StatusServiceUnavailable, strings.TrimPrefix(err.Error(), "revoke: ")+"; retry")
 		return
 	}
 	if err != nil {
@@ -660,7 +776,7 @@ func (s *Server) serveEventIntake(c *core, w http.ResponseWriter, r *http.Reques
 	x := &executor{s: s, u: u}
 	ids := []string{}
 	var ruleErrors, actionErrors []string
-	failed := 0
+	failed, permanent := 0, 0
 	for _, a := range admitted {
 		planned, rerrs := e.engine.Evaluate(ctx, a.Event)
 		for _, re := range rerrs {
@@ -678,9 +794,16 @@ func (s *Server) serveEventIntake(c *core, w http.ResponseWriter, r *http.Reques
 			}
 			if err != nil {
 				actionErrors = append(actionErrors, fmt.Sprintf("%s (rule %q, event %q): %v", p.Type, p.Rule, p.EventID, err))
-				// A webhook that fails is recorded; it does not make the
-				// sender retry the revocations that worked.
-				retry = retry || p.Type != revoke.Notify
+				// A webhook that fails, or an action that would fail
+				// again, is recorded; it does not make the sender retry
+				// (and re-run the actions that worked).
+				switch {
+				case p.Type == revoke.Notify:
+				case permanentActionError(err):
+					permanent++
+				default:
+					retry = true
+				}
 			}
 		}
 		if retry {
@@ -703,11 +826,24 @@ func (s *Server) serveEventIntake(c *core, w http.ResponseWriter, r *http.Reques
 		resp.Warnings = []string{fmt.Sprintf("%d event(s) were not fully processed and will be processed again when the sender retries", failed)}
 	case len(admitted) == 0:
 		resp.StatusCode = http.StatusOK
+	case permanent > 0:
+		resp.Warnings = []string{fmt.Sprintf("%d action(s) failed permanently (see action_errors); the events are recorded as processed and will not be retried", permanent)}
 	}
 	if t != nil {
 		t.resp = resp
 	}
 	writeResponse(w, resp, "system")
+}
+
+// rateLimitedStatus is the status a source over its rate is answered on
+// the kind's endpoint: 503 for Alertmanager, which retries a delivery only
+// on 5xx (a 429 would defer it to the group's next group_interval, and an
+// alert resolving meanwhile would never deliver its firing), 429 otherwise.
+func rateLimitedStatus(kind revoke.Kind) int {
+	if kind == revoke.KindAlertmanager {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusTooManyRequests
 }
 
 func boolInt(b bool) int {

@@ -16,9 +16,12 @@ import (
 
 	"github.com/edgevault/edgevault/internal/attest"
 	"github.com/edgevault/edgevault/internal/engine/pki"
+	"github.com/edgevault/edgevault/internal/lease"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/revoke"
 	"github.com/edgevault/edgevault/internal/syncproto"
+	"github.com/edgevault/edgevault/internal/token"
+	"github.com/edgevault/edgevault/internal/zone"
 )
 
 // disconnectGrace is how long a quarantined or revoked agent's stream (or
@@ -68,9 +71,43 @@ func actionZone(p revoke.Planned) string {
 	return zoneName(p.Params["zone"])
 }
 
+// publishes reports whether an action puts a Revoke event on its zone's
+// feed (so its targets' acks are followed).
+func publishes(t revoke.ActionType) bool {
+	switch t {
+	case revoke.RevokePrefix, revoke.QuarantineAgent, revoke.RevokeAgent, revoke.SealZone:
+		return true
+	}
+	return false
+}
+
+// permanentError marks an action failure that a retry of the event would
+// meet again (a refusal by this code, not by a dependency).
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// permanentActionError reports whether err, an action's failure, would
+// happen again on a retry: the agent, zone, token or lease named does not
+// exist, or a parameter is invalid. Storage failures, cancellations and
+// anything unknown are transient: the event is released and retried.
+func permanentActionError(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pe permanentError
+	return errors.As(err, &pe) ||
+		errors.Is(err, attest.ErrAgentUnknown) || errors.Is(err, logical.ErrNotFound) ||
+		errors.Is(err, zone.ErrNotFound) || errors.Is(err, zone.ErrInvalidName) ||
+		errors.Is(err, token.ErrNotFound) || errors.Is(err, lease.ErrInvalid) ||
+		errors.Is(err, logical.ErrInvalidRequest)
+}
+
 // run executes p for ev and records it in the revocation log: the entry is
 // written before the action runs and again with its outcome. The entry is
-// returned even when the action failed (its Error says why).
+// returned even when the action failed (its Error says why). The notify
+// url is recorded redacted (see redactURL); only the outbound call uses it.
 func (x *executor) run(ctx context.Context, p revoke.Planned, ev revoke.Event) (revocation, error) {
 	e := x.u.events
 	received := ev.ReceivedAt
@@ -79,9 +116,15 @@ func (x *executor) run(ctx context.Context, p revoke.Planned, ev revoke.Event) (
 	}
 	zone := actionZone(p)
 	rv := revocation{Zone: zoneLabel(zone), Rule: p.Rule, Source: p.Source, EventID: p.EventID, Action: p.Type,
-		Recovery: p.Recovery, Params: p.Params, ReceivedAt: received.UTC(), Targets: []string{}}
+		Recovery: p.Recovery, Params: redactParams(p.Params), ReceivedAt: received.UTC(), Targets: []string{}}
 	if err := e.log.append(ctx, &rv); err != nil {
 		return revocation{}, err
+	}
+	// Followed before anything is published: an ack racing the bookkeeping
+	// below is remembered by the tracker, not lost.
+	var pend *pendingRevocation
+	if publishes(p.Type) {
+		pend = e.track.open(zone, rv.ID, time.Now())
 	}
 	var (
 		wait []string // agents to disconnect once they acked, or after the grace
@@ -103,20 +146,32 @@ func (x *executor) run(ctx context.Context, p revoke.Planned, ev revoke.Event) (
 	case revoke.Notify:
 		err = x.notify(ctx, p, ev, &rv)
 	default:
-		err = fmt.Errorf("unknown action %q", p.Type)
+		err = permanentError{fmt.Errorf("unknown action %q", p.Type)}
 	}
 	rv.ExecutedAt = time.Now().UTC()
 	if err != nil {
 		rv.Error = err.Error()
+		switch {
+		case p.Type == revoke.Notify:
+			rv.Notes = append(rv.Notes, "a failed webhook does not make the sender retry the event")
+		case permanentActionError(err):
+			rv.Notes = append(rv.Notes, "permanent error: the event is recorded as processed, as a retry would fail the same way")
+		default:
+			rv.Notes = append(rv.Notes, "transient error: the event was not acknowledged to its sender, whose retry runs it again")
+		}
 	}
 	if perr := e.log.put(ctx, &rv); perr != nil && err == nil {
 		err = perr
 	}
-	var pend *pendingRevocation
-	if rv.FeedSeq != 0 && len(rv.Targets) > 0 {
-		pend = e.track.add(zone, rv, x.alreadyAcked(zone, rv))
-	} else if err == nil {
-		x.s.metrics.isolate.WithLabelValues(rv.Source, rv.Rule).Observe(rv.ExecutedAt.Sub(rv.ReceivedAt).Seconds())
+	switch {
+	case pend != nil && rv.FeedSeq != 0 && len(rv.Targets) > 0:
+		e.track.arm(pend, rv, x.alreadyAcked(zone, rv))
+	case pend != nil:
+		e.track.cancel(pend)
+		pend = nil
+	}
+	if pend == nil && err == nil {
+		x.s.metrics.isolate.WithLabelValues(rv.Source, rv.Rule, "applied").Observe(rv.ExecutedAt.Sub(rv.ReceivedAt).Seconds())
 	}
 	if len(wait) > 0 {
 		x.disconnectLater(zone, wait, pend)
@@ -124,8 +179,9 @@ func (x *executor) run(ctx context.Context, p revoke.Planned, ev revoke.Event) (
 	return rv, err
 }
 
-// alreadyAcked returns the targets whose stream acked rv.FeedSeq before
-// the revocation was followed (an ack can race the bookkeeping).
+// alreadyAcked returns the targets whose stream acked rv.FeedSeq according
+// to the sync server's table, merged into what the tracker saw since the
+// revocation was opened.
 func (x *executor) alreadyAcked(zone string, rv revocation) map[string]time.Time {
 	out := map[string]time.Time{}
 	targets := map[string]bool{}
@@ -182,20 +238,48 @@ func (x *executor) publish(zone, path string, rv *revocation, meta map[string]st
 	return nil
 }
 
-// zoneAgents lists the zone's agents that are not revoked: those that
-// must apply a zone-wide revocation.
-func (x *executor) zoneAgents(ctx context.Context, zone string) ([]string, error) {
+// refusedAgent reports why agent a would not apply a revocation now ("" if
+// it would): quarantined or revoked agents, and agents past a
+// re-attestation deadline, are refused the sync stream until released.
+func refusedAgent(a attest.Agent, now time.Time) string {
+	switch {
+	case a.Status != attest.StatusActive:
+		return string(a.Status)
+	case !a.ReattestBy.IsZero() && now.After(a.ReattestBy):
+		return "past its re-attestation deadline"
+	}
+	return ""
+}
+
+// zoneAgents lists the zone's agents that must apply a zone-wide
+// revocation, and those that are refused (see refusedAgent), which it
+// is not waited for.
+func (x *executor) zoneAgents(ctx context.Context, zone string) (targets, refused []string, err error) {
 	agents, err := x.u.attest.Agents().List(ctx, zone)
 	if err != nil {
-		return nil, fmt.Errorf("zone %q: list agents: %w", zoneLabel(zone), err)
+		return nil, nil, fmt.Errorf("zone %q: list agents: %w", zoneLabel(zone), err)
 	}
-	ids := []string{}
+	targets = []string{}
+	now := time.Now()
 	for _, a := range agents {
-		if a.Status != attest.StatusRevoked {
-			ids = append(ids, a.ID)
+		if refusedAgent(a, now) != "" {
+			refused = append(refused, a.ID)
+		} else {
+			targets = append(targets, a.ID)
 		}
 	}
-	return ids, nil
+	return targets, refused, nil
+}
+
+// agentTarget sets rv's target to the agent a alone, or records it as
+// refused; it returns whether the agent must ack.
+func agentTarget(a attest.Agent, rv *revocation) bool {
+	if refusedAgent(a, time.Now()) != "" {
+		rv.Refused = []string{a.ID}
+		return false
+	}
+	rv.Targets = []string{a.ID}
+	return true
 }
 
 func (x *executor) zoneCore(ctx context.Context, zone string) (*core, error) {
@@ -217,7 +301,7 @@ func (x *executor) revokePrefix(ctx context.Context, zone, prefix string, rv *re
 	}
 	n, lerr := c.leases.RevokePrefix(ctx, prefix)
 	rv.Notes = append(rv.Notes, fmt.Sprintf("%d lease(s) revoked under %q", n, prefix))
-	if rv.Targets, err = x.zoneAgents(ctx, zone); err != nil {
+	if rv.Targets, rv.Refused, err = x.zoneAgents(ctx, zone); err != nil {
 		return errors.Join(lerr, err)
 	}
 	if lerr != nil {
@@ -234,14 +318,15 @@ func (x *executor) revokePrefix(ctx context.Context, zone, prefix string, rv *re
 // an operator releases it.
 func (x *executor) quarantine(ctx context.Context, zone, id string, rv *revocation) ([]string, error) {
 	reg := x.u.attest.Agents()
-	if _, err := reg.Get(ctx, zone, id); err != nil {
+	a, err := reg.Get(ctx, zone, id)
+	if err != nil {
 		return nil, fmt.Errorf("zone %q agent %q: %w", zoneLabel(zone), id, err)
 	}
-	rv.Targets = []string{id}
+	agentTarget(a, rv)
 	if err := x.publish(zone, "", rv, map[string]string{"agent_id": id}); err != nil {
 		return nil, err
 	}
-	_, err := x.u.attest.RequestReattest(ctx, zone, id, time.Now())
+	_, err = x.u.attest.RequestReattest(ctx, zone, id, time.Now())
 	switch {
 	case err == nil:
 		rv.Notes = append(rv.Notes, "re-attestation required now: refused everything but a renewal with a fresh TPM quote")
@@ -265,10 +350,11 @@ func (x *executor) quarantine(ctx context.Context, zone, id string, rv *revocati
 // revoked here; use revoke_prefix or revoke_token_accessor for them.
 func (x *executor) revokeAgent(ctx context.Context, zone, id string, rv *revocation) ([]string, error) {
 	reg := x.u.attest.Agents()
-	if _, err := reg.Get(ctx, zone, id); err != nil {
+	a, err := reg.Get(ctx, zone, id)
+	if err != nil {
 		return nil, fmt.Errorf("zone %q agent %q: %w", zoneLabel(zone), id, err)
 	}
-	rv.Targets = []string{id}
+	agentTarget(a, rv)
 	if err := x.publish(zone, "", rv, map[string]string{"agent_id": id, "wipe": "true"}); err != nil {
 		return nil, err
 	}
@@ -347,7 +433,7 @@ func (x *executor) revokeAccessor(ctx context.Context, zone, acc string) error {
 // records in the background.
 func (x *executor) rotateZoneKey(ctx context.Context, zone string, rv *revocation) error {
 	if zone == "" {
-		return errors.New("rotate_zone_key applies to named zones; the root zone's key rotates with PUT sys/rotate")
+		return permanentError{errors.New("rotate_zone_key applies to named zones; the root zone's key rotates with PUT sys/rotate")}
 	}
 	v, err := x.u.zones.Rotate(ctx, zone)
 	if err != nil {
@@ -366,7 +452,7 @@ func (x *executor) rotateZoneKey(ctx context.Context, zone string, rv *revocatio
 // durable (in the root barrier).
 func (x *executor) sealZone(ctx context.Context, zone string, rv *revocation) ([]string, error) {
 	if zone == "" {
-		return nil, errors.New("seal_zone applies to named zones; seal the whole server with PUT sys/seal")
+		return nil, permanentError{errors.New("seal_zone applies to named zones; seal the whole server with PUT sys/seal")}
 	}
 	if _, err := x.zoneCore(ctx, zone); err != nil {
 		return nil, err
@@ -381,11 +467,11 @@ func (x *executor) sealZone(ctx context.Context, zone string, rv *revocation) ([
 	if err := x.publish(zone, "", rv, nil); err != nil {
 		return nil, err
 	}
-	targets, err := x.zoneAgents(ctx, zone)
+	targets, refused, err := x.zoneAgents(ctx, zone)
 	if err != nil {
 		return nil, err
 	}
-	rv.Targets = targets
+	rv.Targets, rv.Refused = targets, refused
 	return targets, nil
 }
 
@@ -425,14 +511,33 @@ func (x *executor) notify(ctx context.Context, p revoke.Planned, ev revoke.Event
 	return nil
 }
 
-// redactURL drops a URL's user info and query, which may hold credentials.
+// redactURL keeps only a URL's scheme and host: its user info, query and
+// path may all hold credentials (Slack and Discord webhook URLs carry
+// their secret in the path). Only the outbound call uses the full URL.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
-	if err != nil {
-		return "(bad URL)"
+	if err != nil || u.Host == "" {
+		return "(redacted URL)"
 	}
-	u.User, u.RawQuery = nil, ""
-	return u.String()
+	out := u.Scheme + "://" + u.Host
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" {
+		out += "/(redacted)"
+	}
+	return out
+}
+
+// redactParams returns params with the url redacted (see redactURL), for
+// the log, the status, the dry run and the server's own logs.
+func redactParams(params map[string]string) map[string]string {
+	if _, ok := params["url"]; !ok {
+		return params
+	}
+	out := make(map[string]string, len(params))
+	for k, v := range params {
+		out[k] = v
+	}
+	out["url"] = redactURL(params["url"])
+	return out
 }
 
 // preview is the dry run of p: the objects it would reach, now.
@@ -479,11 +584,14 @@ func (x *executor) preview(ctx context.Context, p revoke.Planned) (map[string]an
 			}
 			out["leases"], out["leases_truncated"] = leases, truncated
 		}
-		ids, err := x.zoneAgents(ctx, zone)
+		ids, refused, err := x.zoneAgents(ctx, zone)
 		if err != nil {
 			return nil, err
 		}
 		out["agents"] = agentState(ids)
+		if len(refused) > 0 {
+			out["refused_agents"] = refused
+		}
 	case revoke.QuarantineAgent, revoke.RevokeAgent:
 		id := p.Params["agent_id"]
 		a, err := x.u.attest.Agents().Get(ctx, zone, id)

@@ -25,6 +25,7 @@ import (
 	vault "github.com/hashicorp/vault/api"
 
 	"github.com/edgevault/edgevault/internal/revoke"
+	"github.com/edgevault/edgevault/internal/storage/inmem"
 	"github.com/edgevault/edgevault/internal/syncproto"
 )
 
@@ -259,7 +260,7 @@ func TestEventsAlertmanagerRevokePrefix(t *testing.T) {
 	}
 	// The histogram has both, labelled by source and rule.
 	code, metrics := ts.raw(t, "GET", "/v1/sys/metrics?format=prometheus", ts.root, nil)
-	if code != 200 || !strings.Contains(metrics, `edgevault_revocation_time_to_isolate_seconds_count{rule="tamper",source="am"} 2`) {
+	if code != 200 || !strings.Contains(metrics, `edgevault_revocation_time_to_isolate_seconds_count{outcome="applied",rule="tamper",source="am"} 2`) {
 		t.Fatalf("metrics %d:\n%s", code, metrics)
 	}
 	if code, _ := ts.raw(t, "GET", "/v1/sys/metrics?format=prometheus", "", nil); code != http.StatusForbidden {
@@ -341,6 +342,15 @@ func TestEventSourcesAndRulesAPI(t *testing.T) {
 	if _, err := c.Logical().Read("sys/events/sources/am"); err != nil {
 		t.Fatalf("read without sudo: %v", err)
 	}
+	// A dry run lists lease IDs and agents of any zone: sudo, as LIST
+	// sys/leases/lookup.
+	writeRule(t, ts.client, "dry", `true`, action("revoke_prefix", "zone", "edge-1", "prefix", "secret"))
+	if _, err := c.Logical().Write("sys/events/rules/dry/test", map[string]any{"event": map[string]any{}}); statusOf(err) != 403 {
+		t.Fatalf("dry run without sudo: %v", err)
+	}
+	if _, err := ts.client.Logical().Write("sys/events/rules/dry/test", map[string]any{"event": map[string]any{}}); err != nil {
+		t.Fatalf("dry run with sudo: %v", err)
+	}
 	// Named zones have no sys/events.
 	zt := ts.createZone(t, "edge-1")
 	if code, body := ts.rawNS(t, "GET", "/v1/sys/events/sources/am", zt, "edge-1"); code != 404 || !strings.Contains(body, "root zone") {
@@ -382,6 +392,20 @@ func TestEventIntakeRefusals(t *testing.T) {
 		if res := post(t, ts, "alertmanager", "am", hmacSecret, b); res.status != http.StatusBadRequest {
 			t.Errorf("%s: %d %s, want 400", name, res.status, res.body)
 		}
+	}
+	// More alerts than revoke.MaxAlerts in one payload: 413 naming them.
+	var many bytes.Buffer
+	many.WriteString(`{"version":"4","status":"firing","alerts":[`)
+	for i := range revoke.MaxAlerts + 1 {
+		if i > 0 {
+			many.WriteByte(',')
+		}
+		fmt.Fprintf(&many, `{"status":"firing","labels":{"alertname":"x"},"fingerprint":"f%d"}`, i)
+	}
+	many.WriteString(`]}`)
+	if res := post(t, ts, "alertmanager", "am", hmacSecret, many.Bytes()); res.status != http.StatusRequestEntityTooLarge ||
+		!strings.Contains(res.body, "alerts") {
+		t.Errorf("%d alerts: %d %s, want 413 naming alerts", revoke.MaxAlerts+1, res.status, res.body)
 	}
 	l, err := ts.client.Logical().List("sys/events/revocations")
 	if err != nil {
@@ -451,6 +475,16 @@ func TestEventIntakeRateLimit(t *testing.T) {
 	if res := post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"e0"}`)); res.status != http.StatusOK || res.data.Duplicates != 1 {
 		t.Fatalf("duplicate: %d %s", res.status, res.body)
 	}
+	// Alertmanager retries only 5xx: its endpoint answers 503 instead.
+	hmacSource(t, ts.client, "am", map[string]any{"per_second": 1, "burst": 1}, "alertmanager")
+	if res := post(t, ts, "alertmanager", "am", hmacSecret, amFixture(t)); res.status != http.StatusAccepted {
+		t.Fatalf("first Alertmanager delivery: %d %s", res.status, res.body)
+	}
+	other := bytes.ReplaceAll(amFixture(t), []byte(`"fingerprint": "`), []byte(`"fingerprint": "x`))
+	res := post(t, ts, "alertmanager", "am", hmacSecret, other)
+	if secs, err := strconv.Atoi(res.header.Get("Retry-After")); res.status != http.StatusServiceUnavailable || err != nil || secs < 1 {
+		t.Fatalf("Alertmanager over its rate: %d (Retry-After %q) %s, want 503 with Retry-After", res.status, res.header.Get("Retry-After"), res.body)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for i := range 6 {
@@ -467,6 +501,15 @@ func TestEventRuleRuntimeErrorDoesNotBlockOthers(t *testing.T) {
 	hmacSource(t, ts.client, "gen", nil, "generic")
 	writeRule(t, ts.client, "a-broken", `event.labels.missing == "x"`, action("rotate_zone_key", "zone", "edge-1"))
 	writeRule(t, ts.client, "b-works", `event.labels.kind == "leak"`, action("rotate_zone_key", "zone", "edge-1"))
+	activeVersion := func() string {
+		t.Helper()
+		ks, err := ts.client.Logical().Read("sys/zones/edge-1/key-status")
+		if err != nil || ks == nil {
+			t.Fatalf("key-status: %v", err)
+		}
+		return fmt.Sprint(ks.Data["active_version"])
+	}
+	before := activeVersion()
 	res := post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"leak-1","labels":{"kind":"leak"}}`))
 	if res.status != http.StatusAccepted || len(res.data.Revocations) != 1 || len(res.data.RuleErrors) != 1 ||
 		!strings.Contains(res.data.RuleErrors[0], "a-broken") {
@@ -476,9 +519,8 @@ func TestEventRuleRuntimeErrorDoesNotBlockOthers(t *testing.T) {
 	if st["rule"] != "b-works" || st["error"] != nil && st["error"] != "" {
 		t.Fatalf("status %v", st)
 	}
-	ks, err := ts.client.Logical().Read("sys/zones/edge-1/key-status")
-	if err == nil && ks != nil && fmt.Sprint(ks.Data["term"]) == "1" {
-		t.Fatalf("zone key not rotated: %v", ks.Data)
+	if after := activeVersion(); after == before {
+		t.Fatalf("zone key not rotated: active_version %s before and after", after)
 	}
 	// A webhook that fails is recorded and does not make the event fail.
 	writeRule(t, ts.client, "c-notify", `event.labels.kind == "leak"`, action("notify", "url", "http://127.0.0.1:1/hook"))
@@ -757,5 +799,255 @@ func TestEventCloudEventRevokeAgent(t *testing.T) {
 	}
 	if _, err := ts.newClient(t, victim.Auth.ClientToken).Auth().Token().LookupSelf(); statusOf(err) != 403 {
 		t.Fatalf("the token survived revoke_token_accessor: %v", err)
+	}
+}
+
+// blockingHook is a webhook that holds every request until released, and
+// counts them by path.
+type blockingHook struct {
+	srv     *httptest.Server
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	paths   []string
+}
+
+func newBlockingHook(t *testing.T) *blockingHook {
+	h := &blockingHook{entered: make(chan struct{}, 16), release: make(chan struct{})}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		h.paths = append(h.paths, r.URL.Path)
+		h.mu.Unlock()
+		h.entered <- struct{}{}
+		<-h.release
+	}))
+	t.Cleanup(func() { h.open(); h.srv.Close() })
+	return h
+}
+
+// open lets every request, held or future, through.
+func (h *blockingHook) open() { h.once.Do(func() { close(h.release) }) }
+
+func (h *blockingHook) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.paths)
+}
+
+// postAsync posts like post, from another goroutine, reporting the status.
+func postAsync(ts *testServer, kind, src string, body []byte) <-chan int {
+	out := make(chan int, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, ts.addr+"/v1/sys/events/"+kind+"?source="+src, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(revoke.DefaultSignatureHeader, revoke.Sign([]byte(hmacSecret), "", body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			out <- 0
+			return
+		}
+		resp.Body.Close()
+		out <- resp.StatusCode
+	}()
+	return out
+}
+
+// An event being processed by another request is not a duplicate yet: the
+// second delivery is answered 503 with Retry-After (the first may still
+// fail and release it); once the first committed, it is a duplicate (200).
+func TestEventInFlightDuplicateRetries(t *testing.T) {
+	ts := startServer(t, true)
+	hmacSource(t, ts.client, "gen", nil, "generic")
+	hook := newBlockingHook(t)
+	writeRule(t, ts.client, "n", `true`, action("notify", "url", hook.srv.URL))
+	body := []byte(`{"id":"slow"}`)
+	first := postAsync(ts, "generic", "gen", body)
+	<-hook.entered
+	res := post(t, ts, "generic", "gen", hmacSecret, body)
+	if res.status != http.StatusServiceUnavailable || res.header.Get("Retry-After") == "" {
+		t.Fatalf("delivery while in flight: %d (Retry-After %q) %s, want 503 with Retry-After", res.status, res.header.Get("Retry-After"), res.body)
+	}
+	hook.open()
+	if code := <-first; code != http.StatusAccepted {
+		t.Fatalf("first delivery: %d", code)
+	}
+	if res := post(t, ts, "generic", "gen", hmacSecret, body); res.status != http.StatusOK || res.data.Duplicates != 1 {
+		t.Fatalf("delivery after the commit: %d %s", res.status, res.body)
+	}
+	if n := hook.count(); n != 1 {
+		t.Fatalf("webhook called %d times, want 1", n)
+	}
+}
+
+// An action failing permanently (the agent does not exist) is reported in
+// action_errors with 202 and the event recorded as processed: a redelivery
+// is a duplicate and does not re-run the actions that worked.
+func TestEventPermanentActionErrorNotRetried(t *testing.T) {
+	ts := startServer(t, true)
+	ts.createZone(t, "edge-eu")
+	hmacSource(t, ts.client, "gen", nil, "generic")
+	var (
+		mu    sync.Mutex
+		calls int
+	)
+	hook := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { mu.Lock(); calls++; mu.Unlock() }))
+	t.Cleanup(hook.Close)
+	writeRule(t, ts.client, "q", `true`, action("quarantine_agent", "zone", "edge-eu", "agent_id", "ghost"),
+		action("notify", "url", hook.URL))
+	body := []byte(`{"id":"ghost-1"}`)
+	res := post(t, ts, "generic", "gen", hmacSecret, body)
+	if res.status != http.StatusAccepted || len(res.data.ActionErrors) != 1 || !strings.Contains(res.data.ActionErrors[0], "ghost") {
+		t.Fatalf("intake: %d %s, want 202 with the action error", res.status, res.body)
+	}
+	st := revocationStatus(t, ts.client, res.data.Revocations[0])
+	if st["error"] == nil || !strings.Contains(fmt.Sprint(st["notes"]), "permanent error") {
+		t.Fatalf("the failed entry: %v", st)
+	}
+	again := post(t, ts, "generic", "gen", hmacSecret, body)
+	if again.status != http.StatusOK || again.data.Duplicates != 1 || len(again.data.Revocations) != 0 {
+		t.Fatalf("redelivery: %d %s, want a duplicate", again.status, again.body)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("notify ran %d times, want 1", calls)
+	}
+}
+
+// A server that stops in the middle of an action (here: the storage as it
+// was while a webhook hung, started again) marks the entry interrupted at
+// unseal. The event was not acknowledged to its sender and its dedupe
+// record was never written, so the sender's retry runs it again.
+func TestEventInterruptedByRestart(t *testing.T) {
+	ts := startServer(t, true)
+	hmacSource(t, ts.client, "gen", nil, "generic")
+	hook := newBlockingHook(t)
+	writeRule(t, ts.client, "n", `true`, action("notify", "url", hook.srv.URL))
+	body := []byte(`{"id":"cut"}`)
+	first := postAsync(ts, "generic", "gen", body)
+	<-hook.entered
+	crash := inmem.New() // the storage as a crash now would leave it
+	for k, v := range ts.snapshot(t) {
+		if err := crash.Put(context.Background(), k, []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hook.open()
+	<-first
+	ts.phys = crash
+	restart(t, ts)
+	l, err := ts.client.Logical().List("sys/events/revocations")
+	if err != nil || l == nil {
+		t.Fatalf("list: %v", err)
+	}
+	keys := toStrings(l.Data["keys"])
+	if len(keys) != 1 {
+		t.Fatalf("revocations %v, want the cut one", keys)
+	}
+	waitUntil(t, 10*time.Second, "the entry marked interrupted", func() bool {
+		return revocationStatus(t, ts.client, keys[0])["state"] == "interrupted"
+	})
+	st := revocationStatus(t, ts.client, keys[0])
+	if st["interrupted_at"] == nil || !strings.Contains(fmt.Sprint(st["notes"]), "not acknowledged to its sender") {
+		t.Fatalf("interrupted entry: %v", st)
+	}
+	// The sender retries: the event is new to the restarted server.
+	res := post(t, ts, "generic", "gen", hmacSecret, body)
+	if res.status != http.StatusAccepted || len(res.data.Revocations) != 1 || res.data.Revocations[0] == keys[0] {
+		t.Fatalf("retry after the restart: %d %s", res.status, res.body)
+	}
+	if st := revocationStatus(t, ts.client, res.data.Revocations[0]); st["state"] != "complete" {
+		t.Fatalf("the retried revocation: %v", st)
+	}
+}
+
+// enrollSibling enrolls another agent in ag's zone (registry only: it never
+// connects) and returns its ID.
+func enrollSibling(t *testing.T, ts *testServer, ag testAgent, zone, id string) {
+	t.Helper()
+	jt, err := ag.zone.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, pub := newAgentKey(t)
+	anon := ts.newClient(t, "")
+	anon.SetNamespace(zone)
+	if _, err := anon.Logical().Write("auth/attest/enroll", map[string]any{"join_token": jt.Data["join_token"], "public_key": pub}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A quarantined agent is refused the stream and cannot ack: it is not
+// waited for. It shows as refused, and the revocation completes once the
+// connected agent applied it.
+func TestEventRefusedAgentsNotAwaited(t *testing.T) {
+	ts := startServer(t, true)
+	ag := enrolled(t, ts, "edge-eu", "agent-0042")
+	enrollSibling(t, ts, ag, "edge-eu", "agent-0099")
+	if _, err := ag.zone.Logical().Write("sys/agents/agent-0099/quarantine", map[string]any{"reason": "test"}); err != nil {
+		t.Fatal(err)
+	}
+	sa := follow(t, ag, 0)
+	waitUntil(t, 10*time.Second, "the agent connected", sa.connected)
+	hmacSource(t, ts.client, "gen", nil, "generic")
+	writeRule(t, ts.client, "rp", `true`, action("revoke_prefix", "zone", "edge-eu", "prefix", "secret/app"))
+	res := post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"leak"}`))
+	if res.status != http.StatusAccepted || len(res.data.Revocations) != 1 {
+		t.Fatalf("intake: %d %s", res.status, res.body)
+	}
+	id := res.data.Revocations[0]
+	waitUntil(t, 10*time.Second, "complete", func() bool { return revocationStatus(t, ts.client, id)["complete"] == true })
+	st := revocationStatus(t, ts.client, id)
+	agents, _ := st["agents"].(map[string]any)
+	refused, _ := agents["agent-0099"].(map[string]any)
+	if agentStatus(st, "agent-0042") != "applied" || refused["status"] != "refused" ||
+		!strings.Contains(fmt.Sprint(refused["note"]), "will not apply until released") || st["state"] != "complete" {
+		t.Fatalf("status %v", st)
+	}
+}
+
+// A notify URL carries its secret in the path (Slack, Discord): only the
+// outbound call uses it; the log, the status, the list and the dry run show
+// scheme and host.
+func TestEventNotifyURLRedacted(t *testing.T) {
+	ts := startServer(t, true)
+	hmacSource(t, ts.client, "gen", nil, "generic")
+	var (
+		mu    sync.Mutex
+		paths []string
+	)
+	hook := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+	}))
+	t.Cleanup(hook.Close)
+	const secret = "T0000/B0000/XXXXSECRETXXXX"
+	writeRule(t, ts.client, "n", `true`, action("notify", "url", hook.URL+"/services/"+secret))
+	res := post(t, ts, "generic", "gen", hmacSecret, []byte(`{"id":"e1"}`))
+	if res.status != http.StatusAccepted || len(res.data.Revocations) != 1 {
+		t.Fatalf("intake: %d %s", res.status, res.body)
+	}
+	mu.Lock()
+	if len(paths) != 1 || paths[0] != "/services/"+secret {
+		t.Fatalf("the webhook got %v", paths)
+	}
+	mu.Unlock()
+	st, _ := json.Marshal(revocationStatus(t, ts.client, res.data.Revocations[0]))
+	l, _ := ts.client.Logical().List("sys/events/revocations")
+	list, _ := json.Marshal(l.Data)
+	dry, err := ts.client.Logical().Write("sys/events/rules/n/test", map[string]any{"event": map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dj, _ := json.Marshal(dry.Data)
+	for name, out := range map[string]string{"status": string(st), "list": string(list), "dry run": string(dj)} {
+		if strings.Contains(out, "SECRET") {
+			t.Errorf("the %s shows the webhook secret: %s", name, out)
+		}
+	}
+	if !strings.Contains(string(st), strings.TrimPrefix(hook.URL, "http://")) {
+		t.Errorf("the status does not name the webhook host: %s", st)
 	}
 }

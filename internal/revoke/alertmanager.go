@@ -37,7 +37,8 @@ type amAlert struct {
 // Annotations are the alert's own (which include the common ones); Data
 // holds the group fields: receiver, groupKey, groupLabels, externalURL,
 // truncatedAlerts and the alert's generatorURL. The alert fingerprint is
-// the event ID and is required.
+// the event ID and is required. A payload of more than MaxAlerts alerts is
+// ErrTooManyEvents.
 func ParseAlertmanager(body []byte) ([]Event, error) {
 	if err := checkSize(body); err != nil {
 		return nil, fmt.Errorf("alertmanager: %w", err)
@@ -54,6 +55,10 @@ func ParseAlertmanager(body []byte) ([]Event, error) {
 	}
 	if len(p.Alerts) == 0 {
 		return nil, fmt.Errorf("alertmanager: %w", malformed("alerts", "empty"))
+	}
+	if len(p.Alerts) > MaxAlerts {
+		return nil, fmt.Errorf("alertmanager: %w: alerts: %d alerts, more than %d per request (set max_alerts in the webhook_config)",
+			ErrTooManyEvents, len(p.Alerts), MaxAlerts)
 	}
 	if p.TruncatedAlerts < 0 {
 		return nil, fmt.Errorf("alertmanager: %w", malformed("truncatedAlerts", "negative"))

@@ -33,7 +33,8 @@ func ceMember(name string) (known, required bool) {
 // The event maps to an Event as follows: ID is the CloudEvents id; Labels
 // hold "type", "source" (the CloudEvents source URI, not the edgevault
 // source), "subject" if present, and every extension attribute as a
-// string; Status is the "status" extension if it is firing or resolved,
+// string (an extension whose value is JSON null is treated as absent);
+// Status is the "status" extension if it is firing or resolved,
 // otherwise firing; StartsAt is "time". Data is the data member when it is
 // a JSON object; any other JSON data is Data["value"], and data_base64 is
 // kept, not decoded, as Data["data_base64"]. Annotations is empty.
@@ -98,7 +99,10 @@ func ParseCloudEvent(body []byte, contentType string) (Event, error) {
 			continue
 		}
 		if !validExtensionName(name) {
-			return Event{}, fmt.Errorf("cloudevents: %w", malformed(name, "extension attribute names are 1-20 lowercase letters or digits"))
+			return Event{}, fmt.Errorf("cloudevents: %w", malformed(name, "extension attribute names are lowercase letters or digits"))
+		}
+		if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
+			continue // a null attribute is an absent one
 		}
 		s, err := extensionValue(v)
 		if err != nil {
@@ -137,9 +141,10 @@ func ParseCloudEvent(body []byte, contentType string) (Event, error) {
 }
 
 // validExtensionName reports whether name follows the CloudEvents attribute
-// naming rule: lowercase ASCII letters and digits, at most 20 of them.
+// naming rule: lowercase ASCII letters and digits. The specification says
+// names SHOULD NOT exceed 20 characters, so longer ones are accepted.
 func validExtensionName(name string) bool {
-	if name == "" || len(name) > 20 {
+	if name == "" {
 		return false
 	}
 	for i := 0; i < len(name); i++ {

@@ -13,9 +13,17 @@ import (
 	"github.com/edgevault/edgevault/internal/storage"
 )
 
-// ErrDuplicate is returned by Deduper.Claim for an event already processed
-// (within the TTL) or being processed right now by another request.
-var ErrDuplicate = errors.New("revoke: duplicate event")
+// Errors returned by Deduper.Claim. Match them with errors.Is.
+var (
+	// ErrDuplicate is returned for an event already processed (committed
+	// within the TTL). The sender can be told it was delivered.
+	ErrDuplicate = errors.New("revoke: duplicate event")
+	// ErrInFlight is returned for an event claimed by another request that
+	// has neither committed nor released it yet. It is not a duplicate: the
+	// other attempt may still fail and release it, so the sender must be
+	// told to retry (503 with Retry-After), never that it was delivered.
+	ErrInFlight = errors.New("revoke: event being processed by another request")
+)
 
 // Dedupe defaults.
 const (
@@ -23,7 +31,8 @@ const (
 	// should exceed Alertmanager's repeat_interval (4h by default), so
 	// re-notifications of a still-firing alert are recognised.
 	DefaultDedupeTTL = 24 * time.Hour
-	// DefaultDedupeMax is how many processed events are remembered at most.
+	// DefaultDedupeMax is how many processed events are remembered at most,
+	// per source.
 	DefaultDedupeMax = 100000
 )
 
@@ -31,22 +40,25 @@ const (
 const dedupePrefix = "dedupe/"
 
 // Deduper remembers which events were processed, by Event.DedupeKey, in a
-// storage.Backend, for a TTL and up to a maximum count. Safe for concurrent
+// storage.Backend, for a TTL and up to a maximum count per source (so a
+// source flooding distinct events evicts only its own records). Safe for concurrent
 // use within one process; a cluster must run intake on one node (the
 // leader), as the check and the mark are not one storage transaction.
 //
 // Processing is claim, then commit or release: Claim reserves the event (a
-// second Claim of the same event fails with ErrDuplicate while the first
-// is in flight), Commit records it durably as processed, Release forgets
+// second Claim of the same event fails with ErrInFlight while the first is
+// in flight, with ErrDuplicate once it committed), Commit records it durably as processed, Release forgets
 // the claim so a retry is processed. An event is therefore recorded only
 // after its actions ran, and a failure leaves it to be retried.
 //
-// Bounded: past Max records, expired ones are removed, then the ones
-// closest to expiry. Evicting a record can let a late duplicate through
+// Bounded: past Max records of one source, expired ones are removed, then
+// that source's records closest to expiry. Evicting a record can let a late duplicate through
 // (processed twice); it never makes a distinct event be dropped.
 //
 // Storage layout (relative to the backend given): dedupe/<DedupeKey> holds
-// the expiry time as 8 bytes, big-endian Unix nanoseconds.
+// the expiry time as 8 bytes, big-endian Unix nanoseconds, followed by the
+// source name (absent in records written before the cap was per source:
+// they count as a source named "").
 type Deduper struct {
 	b   storage.Backend
 	ttl time.Duration
@@ -55,12 +67,19 @@ type Deduper struct {
 
 	mu       sync.Mutex
 	loaded   bool
-	expiry   map[string]time.Time // committed records
-	inflight map[string]struct{}  // claimed, not yet committed or released
+	records  map[string]record   // committed records, by key
+	perSrc   map[string]int      // committed records, by source
+	inflight map[string]struct{} // claimed, not yet committed or released
+}
+
+// record is one committed event.
+type record struct {
+	exp    time.Time
+	source string
 }
 
 // NewDeduper returns a Deduper over b. ttl <= 0 means DefaultDedupeTTL,
-// maxEntries <= 0 DefaultDedupeMax; now nil means time.Now.
+// maxEntries (per source) <= 0 DefaultDedupeMax; now nil means time.Now.
 func NewDeduper(b storage.Backend, ttl time.Duration, maxEntries int, now func() time.Time) *Deduper {
 	if ttl <= 0 {
 		ttl = DefaultDedupeTTL
@@ -72,7 +91,7 @@ func NewDeduper(b storage.Backend, ttl time.Duration, maxEntries int, now func()
 		now = time.Now
 	}
 	return &Deduper{b: b, ttl: ttl, max: maxEntries, now: now,
-		expiry: map[string]time.Time{}, inflight: map[string]struct{}{}}
+		records: map[string]record{}, perSrc: map[string]int{}, inflight: map[string]struct{}{}}
 }
 
 // load reads the stored records once. Called with d.mu held.
@@ -92,17 +111,37 @@ func (d *Deduper) load(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("dedupe: read %q: %w", n, err)
 		}
-		if len(v) != 8 {
+		if len(v) < 8 {
 			continue // not ours; ignore rather than fail intake
 		}
-		d.expiry[n] = time.Unix(0, int64(binary.BigEndian.Uint64(v)))
+		d.put(n, record{exp: time.Unix(0, int64(binary.BigEndian.Uint64(v))), source: string(v[8:])})
 	}
 	d.loaded = true
 	return nil
 }
 
+// put adds or replaces a record. Called with d.mu held.
+func (d *Deduper) put(key string, r record) {
+	d.drop(key)
+	d.records[key] = r
+	d.perSrc[r.source]++
+}
+
+// drop removes a record. Called with d.mu held.
+func (d *Deduper) drop(key string) {
+	old, ok := d.records[key]
+	if !ok {
+		return
+	}
+	delete(d.records, key)
+	if d.perSrc[old.source]--; d.perSrc[old.source] <= 0 {
+		delete(d.perSrc, old.source)
+	}
+}
+
 // Claim reserves ev for processing. It returns ErrDuplicate if ev was
-// committed less than the TTL ago or is claimed and not yet released.
+// committed less than the TTL ago, ErrInFlight if it is claimed and not yet
+// committed or released.
 func (d *Deduper) Claim(ctx context.Context, ev Event) (*Claim, error) {
 	key := ev.DedupeKey()
 	d.mu.Lock()
@@ -111,13 +150,13 @@ func (d *Deduper) Claim(ctx context.Context, ev Event) (*Claim, error) {
 		return nil, err
 	}
 	if _, ok := d.inflight[key]; ok {
-		return nil, fmt.Errorf("event %q: %w (in flight)", ev.ID, ErrDuplicate)
+		return nil, fmt.Errorf("event %q: %w", ev.ID, ErrInFlight)
 	}
-	if exp, ok := d.expiry[key]; ok && d.now().Before(exp) {
+	if r, ok := d.records[key]; ok && d.now().Before(r.exp) {
 		return nil, fmt.Errorf("event %q: %w", ev.ID, ErrDuplicate)
 	}
 	d.inflight[key] = struct{}{}
-	return &Claim{d: d, key: key}, nil
+	return &Claim{d: d, key: key, source: ev.Source}, nil
 }
 
 // Len returns the number of committed records held (expired ones included
@@ -125,15 +164,16 @@ func (d *Deduper) Claim(ctx context.Context, ev Event) (*Claim, error) {
 func (d *Deduper) Len() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.expiry)
+	return len(d.records)
 }
 
 // Claim is a reservation of one event by Deduper.Claim. Exactly one of
 // Commit or Release should be called; later calls do nothing.
 type Claim struct {
-	d    *Deduper
-	key  string
-	done bool
+	d      *Deduper
+	key    string
+	source string
+	done   bool
 }
 
 // Commit durably records the event as processed, until the TTL passes.
@@ -148,10 +188,10 @@ func (c *Claim) Commit(ctx context.Context) error {
 	c.done = true
 	delete(d.inflight, c.key)
 	exp := d.now().Add(d.ttl)
-	var v [8]byte
-	binary.BigEndian.PutUint64(v[:], uint64(exp.UnixNano()))
-	ops := []storage.Op{{Kind: storage.OpPut, Key: dedupePrefix + c.key, Value: v[:]}}
-	evict := d.evictions()
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(c.source)), uint64(exp.UnixNano()))
+	v = append(v, c.source...)
+	ops := []storage.Op{{Kind: storage.OpPut, Key: dedupePrefix + c.key, Value: v}}
+	evict := d.evictions(c.source)
 	for _, k := range evict {
 		ops = append(ops, storage.Op{Kind: storage.OpDelete, Key: dedupePrefix + k})
 	}
@@ -159,9 +199,9 @@ func (c *Claim) Commit(ctx context.Context) error {
 		return fmt.Errorf("dedupe: commit: %w", err)
 	}
 	for _, k := range evict {
-		delete(d.expiry, k)
+		d.drop(k)
 	}
-	d.expiry[c.key] = exp
+	d.put(c.key, record{exp: exp, source: c.source})
 	return nil
 }
 
@@ -177,12 +217,13 @@ func (c *Claim) Release() {
 	delete(d.inflight, c.key)
 }
 
-// evictions returns the records to delete so that one more fits under max:
-// nothing while there is room; otherwise every expired record and, if that
-// is not enough, the records closest to expiry, down to 90% of max so the
-// sort is paid once per max/10 commits. Called with d.mu held.
-func (d *Deduper) evictions() []string {
-	if len(d.expiry) < d.max {
+// evictions returns the records to delete so that one more record of
+// source fits under max: nothing while the source has room; otherwise every
+// expired record (of any source) and, if that is not enough, the source's
+// records closest to expiry, down to 90% of max so the sort is paid once per
+// max/10 commits. Called with d.mu held.
+func (d *Deduper) evictions(source string) []string {
+	if d.perSrc[source] < d.max {
 		return nil
 	}
 	now := d.now()
@@ -191,12 +232,13 @@ func (d *Deduper) evictions() []string {
 		exp time.Time
 	}
 	var out []string
-	live := make([]rec, 0, len(d.expiry))
-	for k, exp := range d.expiry {
-		if !now.Before(exp) {
+	live := make([]rec, 0, d.perSrc[source])
+	for k, r := range d.records {
+		switch {
+		case !now.Before(r.exp):
 			out = append(out, k)
-		} else {
-			live = append(live, rec{k, exp})
+		case r.source == source:
+			live = append(live, rec{k, r.exp})
 		}
 	}
 	target := d.max - d.max/10 - 1

@@ -22,21 +22,27 @@
 //     Events. Bad payload → ErrMalformed (400) naming the field; a
 //     CloudEvent in another content type → ErrUnsupportedMediaType (415).
 //  4. Admission: Intake.Admit claims each event with the Deduper (an event
-//     already processed, or in flight, is skipped: Alertmanager HA pairs and
-//     retries send the same alert twice) and charges the new ones to the
-//     source's token bucket. Over the limit → *RateLimitedError → 429 with
-//     Retry-After, every claim released. Nothing is dropped: Alertmanager
-//     retries a failed webhook delivery, the events are still new then, and
-//     a flood is slowed to the configured rate rather than thinned out.
+//     already processed is skipped: Alertmanager HA pairs and retries send
+//     the same alert twice; an event in flight in another request is
+//     ErrInFlight → 503 with Retry-After, as that request may still fail)
+//     and charges the new ones to the source's token bucket. Over the limit
+//     → *RateLimitedError → Retry-After with 503 for Alertmanager (it
+//     retries only 5xx) or 429 for the others, every claim released.
+//     Nothing is dropped: the sender retries, the events are still new
+//     then, and a flood is slowed to the configured rate rather than
+//     thinned out. One Alertmanager payload holds at most MaxAlerts alerts
+//     (ErrTooManyEvents → 413).
 //  5. Rules: Engine.Evaluate(ctx, ev) runs every rule and returns the
 //     Planned actions of those that match, with parameters resolved, plus a
 //     RuleError for each rule that failed at run time (the others still
 //     run). Planning changes nothing, so it is also the dry run
 //     (sys/events/rules/:name/test uses Engine.Test).
 //  6. Execution: the endpoint runs the plan with its Executor (see Execute),
-//     then Admitted.Commit records the event as processed; on failure
-//     Admitted.Release lets the sender's retry process it again, so
-//     executors must be idempotent.
+//     then Admitted.Commit records the event as processed. On a transient
+//     failure (storage, context) Admitted.Release lets the sender's retry
+//     process it again, so executors must be idempotent; a permanent one
+//     (unknown agent or zone) is committed too, as a retry would fail the
+//     same way and re-run the actions that worked.
 //
 // # Events
 //
@@ -66,7 +72,7 @@
 // storage.Backend, meant to be an encrypted system view; reading a source
 // back never shows its secret, only HasSecret and a SecretID fingerprint.
 // The Deduper's records live in a backend too, with a TTL and a maximum
-// count. Rate-limit buckets are in memory, per process.
+// count per source. Rate-limit buckets are in memory, per process.
 //
 // Senders are trusted only to report; what they can cause is bounded by
 // the rules an operator wrote. Label values are attacker-influenced (an

@@ -18,11 +18,22 @@ var (
 	// ErrUnsupportedMediaType is returned by ParseCloudEvent for a content
 	// type other than structured-mode JSON. An endpoint maps it to 415.
 	ErrUnsupportedMediaType = errors.New("revoke: unsupported media type")
+	// ErrTooManyEvents is returned by ParseAlertmanager for a payload of
+	// more than MaxAlerts alerts. An endpoint maps it to 413; the wrapping
+	// error names the "alerts" field.
+	ErrTooManyEvents = errors.New("revoke: too many events in one request")
 )
 
 // MaxBodyBytes is the largest payload the parsers accept. Endpoints should
 // cap the request body at this size before reading it.
 const MaxBodyBytes = 1 << 20
+
+// MaxAlerts is the most alerts one Alertmanager payload may carry. The rate
+// limiter charges a request at most its source's Burst (so that a group
+// larger than the burst can get through an idle bucket); capping the alerts
+// per request bounds what one request can bring in for that price.
+// Alertmanager's webhook_config max_alerts should be set at or below it.
+const MaxAlerts = 1000
 
 // Kind says which wire format an event arrived in.
 type Kind string

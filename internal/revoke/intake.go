@@ -42,10 +42,13 @@ func (a Admitted) Release() { a.claim.Release() }
 // Admit sets Source and ReceivedAt on events, claims each one with the
 // deduper, and charges the new ones to src's rate limit, all or nothing.
 //
-// It returns the new events and how many were duplicates. If the source is
-// over its limit, every claim is released and the error is a
-// *RateLimitedError (429 with Retry-After): no event is lost, as the sender
-// retries the whole request and the events still count as new. src must
+// It returns the new events and how many were duplicates (committed
+// earlier). If the source is over its limit, every claim is released and
+// the error is a *RateLimitedError (Retry-After): no event is lost, as the
+// sender retries the whole request and the events still count as new. If
+// an event is in flight in another request, every claim is released too
+// and the error matches ErrInFlight (503 with Retry-After): that request may
+// still fail, so this one must not be acknowledged as delivered. src must
 // already be authenticated and allowed to send events of their kind.
 func (in *Intake) Admit(ctx context.Context, src Source, events []Event) (admitted []Admitted, duplicates int, err error) {
 	now := in.now()

@@ -40,10 +40,11 @@ func TestDedupeOnceAndPersist(t *testing.T) {
 	if adm[0].Event.Source != "am" || !adm[0].Event.ReceivedAt.Equal(clk.now()) {
 		t.Fatalf("not stamped: %+v", adm[0].Event)
 	}
-	// The HA twin delivers the same group while the first is in flight.
+	// The HA twin delivers the same group while the first is in flight: it
+	// must retry (the first attempt may still fail), and claims nothing.
 	twin, dups, err := in.Admit(ctx, src, evs)
-	if err != nil || len(twin) != 0 || dups != 3 {
-		t.Fatalf("in-flight duplicate: %d admitted, %d dups, %v", len(twin), dups, err)
+	if !errors.Is(err, ErrInFlight) || errors.Is(err, ErrDuplicate) || len(twin) != 0 || dups != 0 {
+		t.Fatalf("in-flight duplicate: %d admitted, %d dups, %v; want ErrInFlight", len(twin), dups, err)
 	}
 	// Alert 1 fails to execute and is released; the others commit.
 	adm[1].Release()
@@ -114,6 +115,66 @@ func TestDedupeBounded(t *testing.T) {
 	// Eviction never refuses a new event.
 	if _, err := d.Claim(ctx, genEvent("0")); err != nil {
 		t.Fatalf("evicted event refused: %v", err)
+	}
+}
+
+// The cap is per source: a source flooding distinct events evicts its own
+// oldest records, never another source's; records survive a reload with
+// their source.
+func TestDedupeCapPerSource(t *testing.T) {
+	b, _ := openBolt(t)
+	clk := newClock()
+	ctx := t.Context()
+	d := NewDeduper(b, time.Hour, 20, clk.now)
+	commit := func(d *Deduper, src, id string) {
+		t.Helper()
+		ev := genEvent(id)
+		ev.Source = src
+		c, err := d.Claim(ctx, ev)
+		if err != nil {
+			t.Fatalf("%s/%s: %v", src, id, err)
+		}
+		if err := c.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		clk.advance(time.Millisecond)
+	}
+	for i := range 10 {
+		commit(d, "quiet", fmt.Sprint(i))
+	}
+	for i := range 200 {
+		commit(d, "noisy", fmt.Sprint(i))
+	}
+	dupOf := func(d *Deduper, src, id string) bool {
+		ev := genEvent(id)
+		ev.Source = src
+		c, err := d.Claim(ctx, ev)
+		if err == nil {
+			c.Release()
+		}
+		return errors.Is(err, ErrDuplicate)
+	}
+	for i := range 10 {
+		if !dupOf(d, "quiet", fmt.Sprint(i)) {
+			t.Fatalf("quiet/%d was evicted by another source's flood", i)
+		}
+	}
+	if !dupOf(d, "noisy", "199") || dupOf(d, "noisy", "0") {
+		t.Fatal("the noisy source's cap keeps the wrong records")
+	}
+	if n := d.Len(); n > 30 {
+		t.Fatalf("%d records, want at most 20 + 10", n)
+	}
+	// A new Deduper over the same storage (a restart) knows the sources of
+	// the stored records.
+	d2 := NewDeduper(b, time.Hour, 20, clk.now)
+	for i := range 30 {
+		commit(d2, "noisy", fmt.Sprint(1000+i))
+	}
+	for i := range 10 {
+		if !dupOf(d2, "quiet", fmt.Sprint(i)) {
+			t.Fatalf("after reload, quiet/%d was evicted by another source", i)
+		}
 	}
 }
 

@@ -15,10 +15,17 @@ var ErrRateLimited = errors.New("revoke: source rate limited")
 
 // RateLimitedError is returned by Limiter.Take and Intake.Admit when a
 // source sends faster than its RateLimit. Nothing of the request was
-// accepted or remembered: the endpoint must answer 429 Too Many Requests
-// with a Retry-After header of RetryAfterSeconds, and the sender must
-// retry. Alertmanager does (it retries failed webhook deliveries until the
-// next group_interval), so a flood is slowed down, never thinned out.
+// accepted or remembered, and the sender must retry it, so a flood is
+// slowed down, never thinned out. The endpoint answers with a Retry-After
+// header of RetryAfterSeconds and a status the sender retries:
+//
+//   - Alertmanager (0.25) retries a failed webhook delivery within the
+//     notification only on 5xx; a 429 is an unrecoverable error after which
+//     the group waits for its next group_interval (5 min by default), and
+//     an alert that resolves meanwhile never delivers its firing. Its
+//     endpoint therefore answers 503 Service Unavailable.
+//   - CloudEvents and generic senders get 429 Too Many Requests, the status
+//     HTTP clients and webhook libraries know to back off on.
 type RateLimitedError struct {
 	// Source is the source that was limited.
 	Source string
@@ -62,7 +69,8 @@ func NewLimiter() *Limiter {
 
 // Take charges n events to src at time now, all or nothing. A request of
 // more than Burst events is charged Burst, so a single large Alertmanager
-// group can always get through an idle bucket. If the bucket does not hold
+// group can always get through an idle bucket; the parsers bound what one
+// request may hold (MaxAlerts), which bounds that discount. If the bucket does not hold
 // enough tokens, nothing is charged and a *RateLimitedError says when to
 // retry.
 func (l *Limiter) Take(src Source, n int, now time.Time) error {

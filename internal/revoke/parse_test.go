@@ -3,6 +3,7 @@ package revoke
 import (
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,17 @@ func TestParseCloudEvent(t *testing.T) {
 		t.Fatalf("resolved: %+v, %v", ev, err)
 	}
 
+	// Names over 20 characters are SHOULD NOT in the spec: accepted. A null
+	// extension is an absent one.
+	long := mutateJSON(t, "cloudevent.json", func(m map[string]any) { m["averyveryverylongextensionname"] = "v"; m["nothing"] = nil })
+	ev, err = ParseCloudEvent(long, CloudEventsMediaType)
+	if err != nil || ev.Labels["averyveryverylongextensionname"] != "v" {
+		t.Fatalf("long extension name: %v %v", ev.Labels, err)
+	}
+	if _, ok := ev.Labels["nothing"]; ok {
+		t.Fatalf("null extension became a label: %v", ev.Labels)
+	}
+
 	if _, err := ParseCloudEvent(readFile(t, "cloudevent.json"), "application/json"); !errors.Is(err, ErrUnsupportedMediaType) {
 		t.Errorf("binary-mode content type: %v", err)
 	}
@@ -150,6 +162,7 @@ func TestParseCloudEvent(t *testing.T) {
 		{"type not string", func(m map[string]any) { m["type"] = 3 }, "type: not a string"},
 		{"bad time", func(m map[string]any) { m["time"] = "now" }, "time"},
 		{"bad extension name", func(m map[string]any) { m["Bad-Name"] = "x" }, "Bad-Name"},
+		{"long bad extension name", func(m map[string]any) { m["averyveryverylongname_x"] = "x" }, "averyveryverylongname_x"},
 		{"extension object", func(m map[string]any) { m["ext"] = map[string]any{} }, "ext"},
 		{"extension float", func(m map[string]any) { m["ext"] = 1.5 }, "ext"},
 		{"data and base64", func(m map[string]any) { m["data_base64"] = "AA==" }, "data_base64"},
@@ -192,6 +205,31 @@ func TestParseGeneric(t *testing.T) {
 		if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), tt.field) {
 			t.Errorf("%s: err = %v, want ErrMalformed naming %q", tt.body, err, tt.field)
 		}
+	}
+}
+
+// An Alertmanager payload of more than MaxAlerts alerts is refused, naming
+// the field; MaxAlerts alerts are accepted.
+func TestParseAlertmanagerTooManyAlerts(t *testing.T) {
+	alert := `{"status":"firing","labels":{"alertname":"x"},"startsAt":"2026-11-26T05:58:12Z","fingerprint":"f%d"}`
+	payload := func(n int) []byte {
+		var b strings.Builder
+		b.WriteString(`{"version":"4","status":"firing","alerts":[`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(strings.Replace(alert, "%d", strconv.Itoa(i), 1))
+		}
+		b.WriteString(`]}`)
+		return []byte(b.String())
+	}
+	if evs, err := ParseAlertmanager(payload(MaxAlerts)); err != nil || len(evs) != MaxAlerts {
+		t.Fatalf("%d alerts: %d events, %v", MaxAlerts, len(evs), err)
+	}
+	_, err := ParseAlertmanager(payload(MaxAlerts + 1))
+	if !errors.Is(err, ErrTooManyEvents) || !strings.Contains(err.Error(), "alerts") {
+		t.Fatalf("%d alerts: %v, want ErrTooManyEvents naming alerts", MaxAlerts+1, err)
 	}
 }
 

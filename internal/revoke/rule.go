@@ -200,7 +200,8 @@ func checkParam(name, v string) error {
 	case "url":
 		u, err := url.Parse(v)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("%q is not an absolute http(s) URL", v)
+			// The value is not echoed: webhook URLs carry secrets.
+			return fmt.Errorf("not an absolute http(s) URL")
 		}
 	}
 	return nil
