@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/edgevault/edgevault/internal/storage"
+	"github.com/edgevault/edgevault/internal/storage/inmem"
 )
 
 // TestExpireByToken checks that a token's leases are brought forward and
@@ -47,4 +48,23 @@ func TestExpireByToken(t *testing.T) {
 			t.Fatal("ExpireByToken accepted an accessor with '/'")
 		}
 	})
+}
+
+// TestExpireByTokenBatches moves a token's leases over several transactions
+// and revokes every one.
+func TestExpireByTokenBatches(t *testing.T) {
+	st := inmem.New()
+	t.Cleanup(func() { st.Close() })
+	r := newTestRevoker()
+	m := newManager(t, st, r, true)
+	n := 2*expireBatch + 7
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = register(t, m, "database/creds/ro", time.Hour, func(l *Lease) { l.TokenAccessor = "many" }).ID
+	}
+	moved, err := m.ExpireByToken(context.Background(), "many")
+	if err != nil || moved != n {
+		t.Fatalf("ExpireByToken = %d, %v; want %d", moved, err, n)
+	}
+	waitFor(t, 10*time.Second, "every lease revoked", func() bool { return r.totalRevoked() == n })
 }

@@ -369,8 +369,9 @@ func (m *Manager) RevokeByToken(ctx context.Context, acc string) (int, error) {
 // ExpireByToken makes every lease registered with TokenAccessor acc due now,
 // durably, and leaves the revocations to the expiry workers (with their
 // retries): the token revocation hook calls it, so revoking a token never
-// waits on an engine, and a crash after it loses nothing. It returns how
-// many leases it brought forward.
+// waits on an engine, and a crash after it loses nothing. Leases are moved
+// in transactions of expireBatch, so a token with many leases costs few
+// writes. It returns how many leases it brought forward.
 func (m *Manager) ExpireByToken(ctx context.Context, acc string) (int, error) {
 	ids, err := m.tokenLeases(ctx, acc)
 	if err != nil {
@@ -378,36 +379,60 @@ func (m *Manager) ExpireByToken(ctx context.Context, acc string) (int, error) {
 	}
 	now := m.cfg.Now().Round(0).UTC()
 	n := 0
-	for _, id := range ids {
-		moved, err := m.expireNow(ctx, id, now)
+	for start := 0; start < len(ids); start += expireBatch {
+		moved, err := m.expireNow(ctx, ids[start:min(start+expireBatch, len(ids))], now)
+		n += moved
 		if err != nil {
 			return n, fmt.Errorf("lease: expire leases of token: %w", err)
-		}
-		if moved {
-			n++
 		}
 	}
 	return n, nil
 }
 
-// expireNow brings lease id's expiry forward to now and reports whether it
-// did (a lease already due or failing is left as it is).
-func (m *Manager) expireNow(ctx context.Context, id string, now time.Time) (bool, error) {
-	unlock := m.locks.Lock(id)
-	defer unlock()
-	l, err := m.load(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return false, nil // revoked meanwhile
+// expireBatch bounds the leases ExpireByToken moves in one transaction.
+const expireBatch = 256
+
+// expireNow brings the expiry of the leases ids forward to now, in one
+// transaction, and reports how many it moved (a lease already due, failing
+// or gone is left as it is). ids are distinct; each lease's lock is held
+// until the transaction is written (others only ever take one lock, so
+// taking several here cannot deadlock).
+func (m *Manager) expireNow(ctx context.Context, ids []string, now time.Time) (int, error) {
+	var ops []storage.Op
+	var moved []*Lease
+	for _, id := range ids {
+		unlock := m.locks.Lock(id)
+		defer unlock()
+		l, err := m.load(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue // revoked meanwhile
+		}
+		if err != nil {
+			return 0, err
+		}
+		if l.Failing() || !l.ExpireTime.After(now) {
+			continue
+		}
+		oldDue := dueKey(l)
+		l.ExpireTime = now
+		rec, err := json.Marshal(l)
+		if err != nil {
+			return 0, fmt.Errorf("encode lease %q: %w", id, err)
+		}
+		ops = append(ops, storage.Op{Kind: storage.OpPut, Key: idKey(l.ID), Value: rec},
+			storage.Op{Kind: storage.OpDelete, Key: oldDue}, storage.Op{Kind: storage.OpPut, Key: dueKey(l), Value: []byte{}})
+		moved = append(moved, l)
 	}
-	if err != nil {
-		return false, err
+	if len(ops) == 0 {
+		return 0, nil
 	}
-	if l.Failing() || !l.ExpireTime.After(now) {
-		return false, nil
+	if err := m.cfg.Store.Txn(ctx, ops); err != nil {
+		return 0, err
 	}
-	oldDue := dueKey(l)
-	l.ExpireTime = now
-	return true, m.rewrite(ctx, l, oldDue, nil)
+	for _, l := range moved {
+		m.enqueue(l.Due(), l.ID)
+	}
+	return len(moved), nil
 }
 
 // tokenLeases returns the ids of the leases registered with accessor acc.
