@@ -201,10 +201,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := u.zoneSealedByEvent(ns); err != nil {
-		writeZoneSealed(w, err)
-		return
-	}
 	s.serveAudited(c, w, r, path)
 }
 
@@ -220,6 +216,13 @@ type request struct {
 // before the request can change anything.
 func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Request, path string, t *trail) {
 	ctx := r.Context()
+	if u := s.state.Load(); u != nil {
+		// A zone sealed by an event refuses everything, audited.
+		if err := u.zoneSealedByEvent(c.zone); err != nil {
+			writeZoneSealed(w, err)
+			return
+		}
+	}
 	op, ok := operationFor(r)
 	if !ok {
 		errorf(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s is not supported", r.Method))
