@@ -349,8 +349,8 @@ func newEventsRuleCmd(e *env, cf *clientFlags) *cobra.Command {
 	return newGroupCmd("rule", "Write, read, list, test and delete revocation rules",
 		`A rule is a CEL expression over an event and the actions to take when it is
 true: quarantine_agent, revoke_agent, revoke_prefix, revoke_token_accessor,
-rotate_zone_key, seal_zone, notify; on_resolved actions run when the alert
-resolves. The server type-checks a rule when it is written; "rule test" shows
+rotate_zone_key, seal_zone, notify, and the recovery actions release_agent and
+unseal_zone; on_resolved actions run when the alert resolves. The server type-checks a rule when it is written; "rule test" shows
 what a rule would revoke for a sample event, without doing it.`, subs...)
 }
 

@@ -145,6 +145,10 @@ func (x *executor) run(ctx context.Context, p revoke.Planned, ev revoke.Event) (
 		wait, err = x.sealZone(ctx, zone, &rv)
 	case revoke.Notify:
 		err = x.notify(ctx, p, ev, &rv)
+	case revoke.ReleaseAgent:
+		err = x.releaseAgent(ctx, zone, p.Params["agent_id"], p.Params["reason"], &rv)
+	case revoke.UnsealZone:
+		err = x.unsealZone(ctx, zone, &rv)
 	default:
 		err = permanentError{fmt.Errorf("unknown action %q", p.Type)}
 	}
@@ -338,8 +342,8 @@ func (x *executor) quarantine(ctx context.Context, zone, id string, rv *revocati
 	if _, err := reg.SetStatus(ctx, zone, id, attest.StatusQuarantined, reason, time.Now()); err != nil {
 		return []string{id}, fmt.Errorf("quarantine agent %q: %w", id, err)
 	}
-	rv.Notes = append(rv.Notes, "quarantined until an operator releases it (DELETE sys/agents/"+id+
-		"/quarantine): a join-token agent has no TPM to re-attest with")
+	rv.Notes = append(rv.Notes, "quarantined until released (DELETE sys/agents/"+id+
+		"/quarantine, or a release_agent action such as a rule's on_resolved): a join-token agent has no TPM to re-attest with")
 	return []string{id}, nil
 }
 
@@ -475,6 +479,95 @@ func (x *executor) sealZone(ctx context.Context, zone string, rv *revocation) ([
 	return targets, nil
 }
 
+// releaseAgent is the recovery of quarantine_agent: a quarantined agent is
+// set active again, as DELETE sys/agents/:id/quarantine does, with a reason
+// naming the revocation, rule and event (and the action's reason, if any).
+// The check and the change are one registry update, so an agent revoked or
+// quarantined anew meanwhile is judged by its current status. A revoked
+// agent is never released (a permanent error); an active one is left as it
+// is, noted in the entry. A pending re-attestation deadline is kept: a TPM
+// agent isolated by quarantine_agent stays active but must still re-attest
+// with a fresh quote — a resolved alert does not vouch for its state.
+// Nothing is published: the agent's client reconnects by itself and is
+// resynced before it serves.
+func (x *executor) releaseAgent(ctx context.Context, zone, id, why string, rv *revocation) error {
+	reason := fmt.Sprintf("released by revocation %s: rule %q, event %q", rv.ID, rv.Rule, rv.EventID)
+	if why != "" {
+		reason += ": " + why
+	}
+	active := errors.New("agent already active")
+	a, err := x.u.attest.Agents().Update(ctx, zone, id, func(a *attest.Agent) error {
+		switch a.Status {
+		case attest.StatusQuarantined:
+			a.Status, a.StatusReason, a.StatusChangedAt = attest.StatusActive, reason, time.Now().UTC().Round(0)
+			return nil
+		case attest.StatusRevoked:
+			return permanentError{fmt.Errorf("%w: a revoked agent is never released (revoked: %s); delete it and enroll it again",
+				attest.ErrAgentRevoked, a.StatusReason)}
+		}
+		return active
+	})
+	switch {
+	case errors.Is(err, active):
+		rv.Notes = append(rv.Notes, "agent already active: nothing to release")
+		if cur, gerr := x.u.attest.Agents().Get(ctx, zone, id); gerr == nil {
+			a = cur
+		}
+	case err != nil:
+		return fmt.Errorf("zone %q: release agent %q: %w", zoneLabel(zone), id, err)
+	default:
+		rv.Notes = append(rv.Notes, "agent released: active again; its stream is accepted when it reconnects (resynced before it serves)")
+		x.s.log.Info("events: agent released by a recovery action", "zone", zoneLabel(zone), "agent", id, "revocation", rv.ID)
+	}
+	if !a.ReattestBy.IsZero() {
+		rv.Notes = append(rv.Notes, "re-attestation deadline "+a.ReattestBy.UTC().Format(time.RFC3339)+
+			" kept: the agent must still renew with a fresh TPM quote")
+	}
+	return nil
+}
+
+// unsealZone is the recovery of seal_zone: the zone's seal is lifted, as
+// PUT sys/zones/:zone/unseal-events does, and the zone serves again; its
+// agents' streams are accepted when they reconnect. A zone not sealed by an
+// event is left as it is, noted in the entry (an unknown zone is a
+// permanent error). If another seal_zone seals the zone again while the
+// seal is being lifted, the new seal stays.
+func (x *executor) unsealZone(ctx context.Context, zone string, rv *revocation) error {
+	if zone == "" {
+		return permanentError{errors.New("unseal_zone applies to named zones; the root zone is never sealed by an event")}
+	}
+	e := x.u.events
+	rid, ok := e.sealed.Load(zone)
+	if !ok {
+		if _, err := x.zoneCore(ctx, zone); err != nil {
+			return err
+		}
+		rv.Notes = append(rv.Notes, "zone not sealed by an event: nothing to unseal")
+		return nil
+	}
+	if err := x.s.barrier.Delete(ctx, eventsSealedPrefix+zone); err != nil {
+		return fmt.Errorf("lift the seal of zone %q: %w", zone, err)
+	}
+	if !e.sealed.CompareAndDelete(zone, rid) {
+		// Sealed again (by a newer revocation) between the load and the
+		// delete: that seal stays, durably.
+		if cur, ok := e.sealed.Load(zone); ok {
+			if err := x.s.barrier.Put(ctx, eventsSealedPrefix+zone, []byte(cur.(string))); err != nil {
+				return fmt.Errorf("keep the seal of zone %q by revocation %s: %w", zone, cur, err)
+			}
+			rv.Notes = append(rv.Notes, fmt.Sprintf("zone sealed again by revocation %s meanwhile: that seal stays", cur))
+			return nil
+		}
+	}
+	by := fmt.Sprintf("seal lifted (set by revocation %s", rid)
+	if sealer, err := e.log.get(ctx, rid.(string)); err == nil {
+		by += fmt.Sprintf(": rule %q, event %q", sealer.Rule, sealer.EventID)
+	}
+	rv.Notes = append(rv.Notes, by+"); its agents' streams are accepted again when they reconnect")
+	x.s.log.Info("events: zone unsealed by a recovery action", "zone", zone, "sealed_by", rid, "revocation", rv.ID)
+	return nil
+}
+
 // notifyBody is what notify posts: the revocation and the event's
 // identifying fields, no secret.
 type notifyBody struct {
@@ -592,7 +685,7 @@ func (x *executor) preview(ctx context.Context, p revoke.Planned) (map[string]an
 		if len(refused) > 0 {
 			out["refused_agents"] = refused
 		}
-	case revoke.QuarantineAgent, revoke.RevokeAgent:
+	case revoke.QuarantineAgent, revoke.RevokeAgent, revoke.ReleaseAgent:
 		id := p.Params["agent_id"]
 		a, err := x.u.attest.Agents().Get(ctx, zone, id)
 		if err != nil {
@@ -601,6 +694,12 @@ func (x *executor) preview(ctx context.Context, p revoke.Planned) (map[string]an
 		}
 		st := map[string]any{"id": id, "exists": true, "status": string(a.Status), "connected": connected[id],
 			"attestation_method": a.Method}
+		if p.Type == revoke.ReleaseAgent {
+			st["would"] = releasePreview(a.Status)
+			if !a.ReattestBy.IsZero() {
+				st["reattest_by"] = a.ReattestBy.UTC().Format(time.RFC3339) + " (kept: the agent must still re-attest)"
+			}
+		}
 		if p.Type == revoke.RevokeAgent {
 			subs, err := x.agentSubCAs(ctx, zone, id, false)
 			if err != nil {
@@ -614,6 +713,17 @@ func (x *executor) preview(ctx context.Context, p revoke.Planned) (map[string]an
 		_, err := c.tokens.HandleRequest(ctx, &logical.Request{Operation: logical.UpdateOperation, Path: "lookup-accessor",
 			Data: map[string]any{"accessor": p.Params["accessor"]}})
 		out["accessor"], out["accessor_exists"] = p.Params["accessor"], err == nil
+	case revoke.UnsealZone:
+		rid, sealed := x.u.events.sealed.Load(zone)
+		out["zone_sealed"] = sealed
+		switch {
+		case sealed:
+			out["would"] = fmt.Sprintf("lift the seal set by revocation %s", rid)
+		case zone == "":
+			out["would"] = "fail: the root zone is never sealed by an event"
+		default:
+			out["would"] = "nothing: the zone is not sealed by an event"
+		}
 	case revoke.RotateZoneKey:
 		if zone != "" {
 			if ks, err := x.u.zones.KeyStatus(ctx, zone); err == nil {
@@ -622,6 +732,17 @@ func (x *executor) preview(ctx context.Context, p revoke.Planned) (map[string]an
 		}
 	}
 	return out, nil
+}
+
+// releasePreview says what release_agent would do to an agent in status st.
+func releasePreview(st attest.Status) string {
+	switch st {
+	case attest.StatusQuarantined:
+		return "release: quarantined → active"
+	case attest.StatusRevoked:
+		return "fail: a revoked agent is never released"
+	}
+	return "nothing: the agent is already active"
 }
 
 // walkLeases lists the lease IDs under prefix (at most maxPreviewLeases).

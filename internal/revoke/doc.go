@@ -59,12 +59,18 @@
 // A Rule is a CEL expression over `event` (labels, annotations, status,
 // source, kind, id, data, starts_at), type-checked to bool when written, and
 // actions: quarantine_agent, revoke_agent, revoke_prefix,
-// revoke_token_accessor, rotate_zone_key, seal_zone, notify. Action
+// revoke_token_accessor, rotate_zone_key, seal_zone, notify, and the two
+// recovery actions release_agent (a quarantined agent becomes active) and
+// unseal_zone (a seal_zone seal is lifted), meant for OnResolved. Action
 // parameters are templates ("{{labels.agent_id}}") checked when written and
 // resolved per event; a reference that is missing or empty fails the rule
 // for that event instead of producing an empty value, so a template can
 // never widen a revocation ("revoke everything under secret/agents/").
-// Firing events plan Actions; resolved ones plan OnResolved, the recovery.
+// Firing events plan Actions; resolved ones plan OnResolved, the recovery:
+// typically release_agent or unseal_zone undoing what the firing did, so an
+// alert that resolves lets its agent or zone back in without an operator.
+// A recovery never lifts more than isolation: a revoked agent stays
+// revoked, and a TPM agent still has to re-attest.
 //
 // # Storage and trust
 //

@@ -53,19 +53,37 @@ const (
 	SealZone ActionType = "seal_zone"
 	// Notify posts the event and rule to a webhook: url (http or https); optional message.
 	Notify ActionType = "notify"
+
+	// The recovery actions undo a quarantine or a seal. They are accepted
+	// in Actions and OnResolved alike but meant for OnResolved: the alert
+	// that isolated something resolves and the same rule lets it back in.
+	// They push nothing to agents.
+
+	// ReleaseAgent sets a quarantined agent active again: zone, agent_id.
+	// A revoked agent is never released; a pending re-attestation deadline
+	// is not cleared (a TPM agent must still re-attest).
+	ReleaseAgent ActionType = "release_agent"
+	// UnsealZone lifts a seal set by SealZone: zone.
+	UnsealZone ActionType = "unseal_zone"
 )
+
+// Recovery reports whether t undoes an isolation (ReleaseAgent,
+// UnsealZone): an action meant for a rule's OnResolved.
+func (t ActionType) Recovery() bool {
+	return t == ReleaseAgent || t == UnsealZone
+}
 
 // actionParams returns the required and optional parameters of t, and
 // whether t is known.
 func actionParams(t ActionType) (required, optional []string, ok bool) {
 	switch t {
-	case QuarantineAgent, RevokeAgent:
+	case QuarantineAgent, RevokeAgent, ReleaseAgent:
 		return []string{"zone", "agent_id"}, []string{"reason"}, true
 	case RevokePrefix:
 		return []string{"zone", "prefix"}, []string{"reason"}, true
 	case RevokeTokenAccessor:
 		return []string{"accessor"}, []string{"zone", "reason"}, true
-	case RotateZoneKey, SealZone:
+	case RotateZoneKey, SealZone, UnsealZone:
 		return []string{"zone"}, []string{"reason"}, true
 	case Notify:
 		return []string{"url"}, []string{"message", "reason"}, true
@@ -75,7 +93,8 @@ func actionParams(t ActionType) (required, optional []string, ok bool) {
 
 // ActionTypes lists every action type, sorted.
 func ActionTypes() []ActionType {
-	return []ActionType{Notify, QuarantineAgent, RevokeAgent, RevokePrefix, RevokeTokenAccessor, RotateZoneKey, SealZone}
+	return []ActionType{Notify, QuarantineAgent, ReleaseAgent, RevokeAgent, RevokePrefix, RevokeTokenAccessor,
+		RotateZoneKey, SealZone, UnsealZone}
 }
 
 // Action is one thing a rule does when it matches. Params values are
