@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -16,6 +17,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -31,9 +34,8 @@ import (
 
 // fleet is a set of simulated agents, each enrolled with its own key and
 // certificate and following its own sync stream over its own mTLS
-// connection, in this process.
+// connection.
 type fleet struct {
-	zone      *vault.Client
 	agents    []*simAgent
 	connected atomic.Int64
 	cancel    context.CancelFunc
@@ -47,9 +49,19 @@ type simAgent struct {
 	state syncproto.State
 }
 
-// startFleet enrolls n agents in a new zone and opens their streams; it
-// returns once all are connected.
-func startFleet(tb testing.TB, ts *testServer, zone string, n int) *fleet {
+// fleetSpec is what simulated agents need to enroll and connect; it is
+// JSON so a child process can take it.
+type fleetSpec struct {
+	Addr       string   `json:"addr"`  // the server, plain HTTP, for enrollment
+	Front      string   `json:"front"` // its HTTP/2 mTLS front, for the streams
+	FrontCA    []byte   `json:"front_ca"`
+	Zone       string   `json:"zone"`
+	JoinTokens []string `json:"join_tokens"`
+}
+
+// prepareFleet creates zone with n join tokens and an mTLS front of the
+// server.
+func prepareFleet(tb testing.TB, ts *testServer, zone string, n int) fleetSpec {
 	tb.Helper()
 	if _, err := ts.client.Logical().Write("sys/zones/"+zone, map[string]any{}); err != nil {
 		tb.Fatal(err)
@@ -58,34 +70,53 @@ func startFleet(tb testing.TB, ts *testServer, zone string, n int) *fleet {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := &fleet{zone: ts.newClient(tb, zt.Auth.ClientToken)}
-	f.zone.SetNamespace(zone)
-	anon := ts.newClient(tb, "")
-	anon.SetNamespace(zone)
-
+	zc := ts.newClient(tb, zt.Auth.ClientToken)
+	zc.SetNamespace(zone)
 	front := httptest.NewUnstartedServer(ts.srv.Handler())
 	front.EnableHTTP2 = true
 	front.TLS = &tls.Config{ClientAuth: tls.RequestClientCert}
 	front.StartTLS()
 	tb.Cleanup(front.Close)
-	roots := x509.NewCertPool()
-	roots.AddCert(front.Certificate())
-
-	ctx, cancel := context.WithCancel(context.Background())
-	f.cancel = cancel
-	tb.Cleanup(f.stop)
+	spec := fleetSpec{Addr: ts.addr, Front: front.URL, FrontCA: front.Certificate().Raw, Zone: zone}
 	for i := range n {
-		id := fmt.Sprintf("sim-%04d", i)
-		jt, err := f.zone.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": id})
+		jt, err := zc.Logical().Write("auth/attest/join-token", map[string]any{"agent_id": fmt.Sprintf("sim-%04d", i)})
 		if err != nil {
 			tb.Fatal(err)
 		}
+		spec.JoinTokens = append(spec.JoinTokens, jt.Data["join_token"].(string))
+	}
+	return spec
+}
+
+// startFleet enrolls one agent per join token of spec and opens their
+// streams; it returns once all are connected.
+func startFleet(tb testing.TB, spec fleetSpec) *fleet {
+	tb.Helper()
+	cfg := vault.DefaultConfig()
+	cfg.Address, cfg.MaxRetries = spec.Addr, 0
+	anon, err := vault.NewClient(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	anon.ClearToken()
+	anon.SetNamespace(spec.Zone)
+	ca, err := x509.ParseCertificate(spec.FrontCA)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	f := &fleet{}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.cancel = cancel
+	tb.Cleanup(f.stop)
+	for _, jt := range spec.JoinTokens {
 		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		der, _ := x509.MarshalPKIXPublicKey(&key.PublicKey)
-		en, err := anon.Logical().Write("auth/attest/enroll", map[string]any{"join_token": jt.Data["join_token"],
+		en, err := anon.Logical().Write("auth/attest/enroll", map[string]any{"join_token": jt,
 			"public_key": base64.StdEncoding.EncodeToString(der)})
 		if err != nil {
 			tb.Fatal(err)
@@ -102,7 +133,7 @@ func startFleet(tb testing.TB, ts *testServer, zone string, n int) *fleet {
 		a := &simAgent{}
 		f.agents = append(f.agents, a)
 		cl := &syncproto.Client{
-			URL:       front.URL + syncproto.Path,
+			URL:       spec.Front + syncproto.Path,
 			TLSConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{{Certificate: chain, PrivateKey: key}}},
 			From:      func() uint64 { a.mu.Lock(); defer a.mu.Unlock(); return a.acked },
 			Apply:     a.apply,
@@ -121,7 +152,8 @@ func startFleet(tb testing.TB, ts *testServer, zone string, n int) *fleet {
 		}
 		f.wg.Go(func() { _ = cl.Run(ctx) })
 	}
-	for end := time.Now().Add(2 * time.Minute); f.connected.Load() < int64(n); time.Sleep(20 * time.Millisecond) {
+	n := int64(len(spec.JoinTokens))
+	for end := time.Now().Add(2 * time.Minute); f.connected.Load() < n; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(end) {
 			tb.Fatalf("only %d of %d agents connected", f.connected.Load(), n)
 		}
@@ -184,10 +216,10 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 func BenchmarkRevocationFanout(b *testing.B) {
 	n := fleetSize(b)
 	ts := startServer(b, true)
+	spec := prepareFleet(b, ts, "edge-1", n)
 	before := heapInUse()
-	f := startFleet(b, ts, "edge-1", n)
+	f := startFleet(b, spec)
 	after := heapInUse()
-	b.ReportMetric(float64(after-before)/float64(n), "heap-B/agent")
 
 	src := setupAlertSource(b, ts)
 	const alerts = 100
@@ -334,4 +366,84 @@ func revocationIDs(body []byte) []string {
 		}
 	}
 	return ids
+}
+
+// fleetChildEnv names the file holding the fleetSpec a child process
+// connects (TestFleetChild).
+const fleetChildEnv = "EDGEVAULT_FLEET_SPEC"
+
+// TestFleetChild is not a test: BenchmarkServerMemoryPerAgent runs the test
+// binary again with it, so the simulated agents live in another process
+// than the server they connect to. It connects the fleet, says so on
+// stdout, and holds it until its stdin closes.
+func TestFleetChild(t *testing.T) {
+	file := os.Getenv(fleetChildEnv)
+	if file == "" {
+		t.Skip("run by BenchmarkServerMemoryPerAgent")
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec fleetSpec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	startFleet(t, spec)
+	fmt.Println("fleet connected")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+// BenchmarkServerMemoryPerAgent measures the server's own memory per
+// connected agent: EDGEVAULT_BENCH_AGENTS (1,000) simulated agents run in a
+// child process, so the live heap growth of this process is the server's.
+//
+//	go test -run XXX -bench ServerMemoryPerAgent -benchtime 1x ./internal/httpapi/
+func BenchmarkServerMemoryPerAgent(b *testing.B) {
+	n := fleetSize(b)
+	ts := startServer(b, true)
+	spec := prepareFleet(b, ts, "edge-1", n)
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	file := filepath.Join(b.TempDir(), "fleet.json")
+	if err := os.WriteFile(file, raw, 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		before := heapInUse()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFleetChild$", "-test.v")
+		cmd.Env = append(os.Environ(), fleetChildEnv+"="+file)
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		connected := false
+		for sc.Scan() {
+			if sc.Text() == "fleet connected" {
+				connected = true
+				break
+			}
+		}
+		if !connected {
+			_ = cmd.Process.Kill()
+			b.Fatalf("the fleet process ended before connecting: %v", cmd.Wait())
+		}
+		time.Sleep(2 * time.Second) // a few heartbeats: steady state
+		after := heapInUse()
+		stdin.Close()
+		go func() { _, _ = io.Copy(io.Discard, out) }()
+		_ = cmd.Wait()
+		b.ReportMetric(float64(after-before)/float64(n), "server-heap-B/agent")
+		b.Logf("%d agents in another process: server live heap +%.1f KiB per connected agent", n, float64(after-before)/float64(n)/1024)
+	}
 }
