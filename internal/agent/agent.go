@@ -100,9 +100,6 @@ type agent struct {
 	// re-attestation): the agent is not merely cut off, so it serves
 	// nothing until the server accepts it again (api.go).
 	refused atomic.Bool
-	// forceResync asks the next stream for a full resync (revocations.go);
-	// the resync clears it.
-	forceResync atomic.Bool
 	// subCAs issue certificates offline (subca.go); nil without OfflinePKI.
 	subCAs *subCAs
 	// leases is the local API's lease cache, which revocations purge
@@ -207,6 +204,7 @@ func Run(ctx context.Context, cfg Config, ready func(Info)) error {
 	defer a.audit.close()
 
 	a.loadRevoked()
+	a.loadRefused()
 	a.subCAs = newSubCAs(a)
 	api := &localAPI{a: a, token: []byte(token)}
 	a.leases = &api.leases
@@ -482,13 +480,21 @@ func (a *agent) control(ctx context.Context) {
 	cl := &syncproto.Client{
 		URL:       strings.TrimSuffix(a.cfg.ServerAddr, "/") + syncproto.Path,
 		TLSConfig: a.tlsConfig(true),
-		From:      a.syncFrom,
+		From:      a.cache.Watermark,
 		Apply:     ap.apply,
 		// The catch-up's removals, before anything is applied (revocations.go).
 		ApplyRevocations: ap.applyRevocations,
 		OnState: func(s syncproto.State, err error) {
 			a.online.Store(s == syncproto.StateConnected)
-			a.refused.Store(s != syncproto.StateConnected && errors.Is(err, syncproto.ErrRefused))
+			// Only the server accepting the agent clears a refusal: an
+			// outage after it must not turn "serves nothing" back into
+			// serving what an undelivered revocation covers.
+			switch {
+			case s == syncproto.StateConnected:
+				a.setRefused(false)
+			case errors.Is(err, syncproto.ErrRefused):
+				a.setRefused(true)
+			}
 			if s == syncproto.StateConnected {
 				a.log.Info("agent online: sync stream connected", "watermark", a.cache.Watermark())
 				a.mark()

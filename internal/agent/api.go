@@ -362,6 +362,9 @@ func (h *localAPI) health(w http.ResponseWriter) {
 	if hs.Mode == modeIsolated.String() {
 		status = http.StatusServiceUnavailable
 	}
+	if a.refused.Load() {
+		hs.Mode, status = "refused", http.StatusServiceUnavailable // the server refuses this agent
+	}
 	if rs := a.revoked.Load(); rs != nil {
 		hs.Mode, hs.Revoked, status = "revoked", rs, http.StatusServiceUnavailable
 	}

@@ -2,8 +2,6 @@ package agent
 
 import (
 	"encoding/hex"
-	"encoding/json"
-	"strings"
 	"testing"
 
 	"github.com/edgevault/edgevault/internal/tpmdev"
@@ -82,8 +80,7 @@ func TestQuarantineEventMakesTPMAgentReattest(t *testing.T) {
 		if err != nil || s == nil {
 			return false
 		}
-		raw, _ := json.Marshal(s.Data)
-		return strings.Contains(string(raw), id) && strings.Contains(string(raw), "applied")
+		return agentApplied(s.Data, id)
 	})
 	waitFor(t, "the agent online again", func() bool { _, h := health(t, ag.info); return h["mode"] == "online" })
 	waitFor(t, "the secret served again", func() bool { p, _ := readPassword(local, "app/db", 0); return p == "tpm-guarded" })

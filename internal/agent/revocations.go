@@ -115,12 +115,6 @@ type revocationHooks interface {
 	// wipe drops everything the agent holds besides its secret cache
 	// (lease cache, offline sub-CAs) and stops it serving, for good.
 	wipe(r revocation, at time.Time)
-	// resyncNext makes the next stream ask for a full resync: after a
-	// quarantine purged the whole cache, what the agent may hold once it
-	// has re-attested must come back from the server.
-	resyncNext()
-	// resynced says a full resync arrived.
-	resynced()
 }
 
 // opsForRevoke returns the cache ops of a Revoke event and carries out the
@@ -164,13 +158,14 @@ func (a *applier) opsForRevoke(ev *syncproto.Event, ops []cache.Op) []cache.Op {
 		if a.hooks != nil {
 			a.hooks.wipe(rev, a.now())
 		}
-	case rev.targeted() && rev.Action == actionQuarantineAgent:
-		if a.hooks != nil && p == "" {
-			a.hooks.resyncNext()
-		}
-		if a.reattest != nil {
-			a.reattest(rev.AgentID)
-		}
+	case rev.targeted() && rev.Action == actionQuarantineAgent && a.reattest != nil:
+		a.reattest(rev.AgentID)
+	}
+	if p == "" && (rev.ID != "" || rev.Action != "") {
+		// A revocation emptied the cache (not a zone republished after a
+		// policy change, which the server refills): start again from a
+		// full resync once it is durable.
+		a.resetAfter = true
 	}
 	if rev.ID != "" || rev.Action != "" {
 		a.log.Info("sync: revocation applied", "seq", ev.Seq, "revocation_id", rev.ID, "action", rev.Action,
@@ -186,19 +181,6 @@ func (a *agent) selfID() string {
 		return id.agentID
 	}
 	return ""
-}
-
-func (a *agent) resyncNext() { a.forceResync.Store(true) }
-
-func (a *agent) resynced() { a.forceResync.Store(false) }
-
-// syncFrom is where the next stream starts: the cache's watermark, or 0
-// (a full resync) after a quarantine purged the cache.
-func (a *agent) syncFrom() uint64 {
-	if a.forceResync.Load() {
-		return 0
-	}
-	return a.cache.Watermark()
 }
 
 func (a *agent) purgeLeases(why string, prefixes ...string) int {
@@ -248,6 +230,38 @@ func (a *agent) loadRevoked() {
 	a.revoked.Store(st)
 	a.log.Error("agent revoked by the control plane (remembered from the cache file): it serves nothing; re-enroll the node with a fresh state directory",
 		"revocation_id", st.RevocationID, "applied_at", st.AppliedAt.Format(time.RFC3339))
+}
+
+// refusedBlobKey names the cache record that remembers the server refusing
+// this agent (kind revokedBlobKind), so a restart does not forget it.
+const refusedBlobKey = "refused"
+
+// setRefused records whether the server refuses this agent (see
+// agent.refused), durably when it changes.
+func (a *agent) setRefused(v bool) {
+	if a.refused.Swap(v) == v {
+		return
+	}
+	var err error
+	if v {
+		a.log.Error("agent: the control plane refuses this agent; it serves nothing until the control plane accepts it again")
+		err = a.cache.PutBlob(revokedBlobKind, refusedBlobKey, []byte{1})
+	} else {
+		err = a.cache.DeleteBlob(revokedBlobKind, refusedBlobKey)
+	}
+	if err != nil {
+		a.log.Warn("agent: cannot record in the cache file whether the control plane refuses this agent", "refused", v, "err", err)
+	}
+}
+
+// loadRefused restores the refusal a previous run recorded: until the
+// server accepts it again, the agent serves nothing (an unreadable record
+// counts as refused).
+func (a *agent) loadRefused() {
+	if _, err := a.cache.GetBlob(revokedBlobKind, refusedBlobKey); !errors.Is(err, cache.ErrNotCached) {
+		a.refused.Store(true)
+		a.log.Error("agent: the control plane refused this agent when it last reached it; it serves nothing until accepted again", "err", err)
+	}
 }
 
 // drop forgets every sub-CA the agent holds, in memory and in the cache

@@ -141,8 +141,7 @@ path "secret/data/keep/*" {
 					if err != nil || s == nil {
 						return false
 					}
-					raw, _ := json.Marshal(s.Data)
-					return strings.Contains(string(raw), "node-a") && strings.Contains(string(raw), "applied")
+					return agentApplied(s.Data, "node-a")
 				})
 			}
 		})
@@ -253,4 +252,12 @@ func TestRevokeAgentWipesAndStopsServing(t *testing.T) {
 	if _, h := health(t, b.info); h["mode"] == "revoked" {
 		t.Fatal("a quarantine revoked node-b")
 	}
+}
+
+// agentApplied reports whether a sys/events/revocations/:id answer shows
+// agent id as having applied the revocation.
+func agentApplied(data map[string]any, id string) bool {
+	agents, _ := data["agents"].(map[string]any)
+	st, _ := agents[id].(map[string]any)
+	return st["status"] == "applied"
 }

@@ -97,6 +97,13 @@ type applier struct {
 	// halted is set once a revocation revoked this agent: what the stream
 	// brings afterwards is acked but never cached. Apply's goroutine only.
 	halted bool
+	// resetAfter is set while a batch holds a revocation that purged the
+	// whole cache (a quarantine, a sealed zone): once the batch is durable
+	// the cache is reset, so its next stream asks for a full resync — the
+	// server does not send again what the agent held. Apply's goroutine only.
+	resetAfter bool
+	// resetAt is the sequence number of the last such reset (see acked).
+	resetAt uint64
 
 	mu sync.Mutex // guards the fields below; the idle timer runs on its own goroutine
 	// applied counts events since the agent last gave memory back.
@@ -374,15 +381,23 @@ const applyChunk = 512
 // one. A Resync resets the cache first. Events at or below the watermark (a
 // replay) are skipped.
 func (a *applier) apply(evs []syncproto.Event) (uint64, error) {
-	defer func() { a.pending.done(a.c.Watermark()) }()
+	defer func() { a.pending.done(a.acked()) }()
 	for len(evs) > 0 {
 		n := chunkLen(evs)
 		if err := a.applyBatch(evs[:n]); err != nil {
-			return a.c.Watermark(), err
+			return a.acked(), err
 		}
 		evs = evs[n:]
 	}
-	return a.c.Watermark(), nil
+	return a.acked(), nil
+}
+
+// acked is the sequence number to ack: the cache's watermark, or, after a
+// whole-cache revocation reset the cache (its watermark 0, so the next
+// stream resyncs), the revocation's: it was applied, and the server must
+// know.
+func (a *applier) acked() uint64 {
+	return max(a.c.Watermark(), a.resetAt)
 }
 
 // chunkLen returns how many of evs go into the next batch: applyChunk,
@@ -397,6 +412,7 @@ func chunkLen(evs []syncproto.Event) int {
 
 // applyBatch applies evs as one cache batch.
 func (a *applier) applyBatch(evs []syncproto.Event) error {
+	a.resetAfter = false
 	w := a.c.Watermark()
 	var ops []cache.Op
 	var seq uint64
@@ -409,9 +425,6 @@ func (a *applier) applyBatch(evs []syncproto.Event) error {
 				return fmt.Errorf("resync at seq %d: %w", ev.Seq, err)
 			}
 			a.log.Info("sync: full resync", "seq", ev.Seq)
-			if a.hooks != nil {
-				a.hooks.resynced()
-			}
 			ops, w, resynced = ops[:0], 0, true
 			seq = max(seq, ev.Seq)
 			continue
@@ -433,6 +446,15 @@ func (a *applier) applyBatch(evs []syncproto.Event) error {
 	}
 	if err := a.c.Apply(seq, ops); err != nil && !errors.Is(err, cache.ErrAlreadyApplied) {
 		return err
+	}
+	if a.resetAfter {
+		// Durable, unlike a flag in memory: a restart before the next
+		// stream still asks for the resync.
+		if err := a.c.Reset(); err != nil {
+			return fmt.Errorf("reset the cache after a whole-cache revocation at seq %d: %w", seq, err)
+		}
+		a.resetAt = max(a.resetAt, seq)
+		a.log.Info("sync: the whole cache was revoked; the next stream starts with a full resync", "seq", seq)
 	}
 	a.noteApplied(len(evs))
 	return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -378,6 +379,7 @@ func (m *Manager) ExpireByToken(ctx context.Context, acc string) (int, error) {
 		return 0, err
 	}
 	now := m.cfg.Now().Round(0).UTC()
+	slices.Sort(ids) // expireNow's lock order
 	n := 0
 	for start := 0; start < len(ids); start += expireBatch {
 		moved, err := m.expireNow(ctx, ids[start:min(start+expireBatch, len(ids))], now)
@@ -394,9 +396,10 @@ const expireBatch = 256
 
 // expireNow brings the expiry of the leases ids forward to now, in one
 // transaction, and reports how many it moved (a lease already due, failing
-// or gone is left as it is). ids are distinct; each lease's lock is held
-// until the transaction is written (others only ever take one lock, so
-// taking several here cannot deadlock).
+// or gone is left as it is). ids are distinct and sorted; each lease's
+// lock is held until the transaction is written. Every other path takes
+// one lease lock at a time, and concurrent ExpireByToken calls take theirs
+// in the same (sorted) order, so this cannot deadlock.
 func (m *Manager) expireNow(ctx context.Context, ids []string, now time.Time) (int, error) {
 	var ops []storage.Op
 	var moved []*Lease
