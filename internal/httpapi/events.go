@@ -150,14 +150,11 @@ const interruptedNote = "interrupted: the server stopped before this action ran 
 // revocation it missed). An entry a restart cut short is marked
 // interrupted; finished entries past revocationRetention are pruned. It then
 // gives up on revocations followed for longer than revocationTimeout, every
-// minute, until the server seals.
+// minute, and prunes the log again every revocationPruneInterval, until the
+// server seals.
 func (s *Server) resumeRevocations(u *unsealed) {
-	e := u.events
-	if n, err := e.log.prune(u.bg, time.Now().Add(-revocationRetention)); err != nil {
-		s.log.Warn("events: prune the revocation log", "err", err)
-	} else if n > 0 {
-		s.log.Info("events: pruned the revocation log", "entries", n, "retention", revocationRetention)
-	}
+	pruned := time.Now()
+	s.pruneRevocations(u, pruned)
 	s.resumeLog(u)
 	tick := time.NewTicker(time.Minute)
 	defer tick.Stop()
@@ -166,8 +163,33 @@ func (s *Server) resumeRevocations(u *unsealed) {
 		case <-u.bg.Done():
 			return
 		case now := <-tick.C:
-			e.track.expire(now, revocationTimeout)
+			s.revocationTick(u, now, &pruned)
 		}
+	}
+}
+
+// revocationTick is resumeRevocations' minute: it gives up on revocations
+// past the timeout, and prunes the log if the last pruning (*pruned) is
+// revocationPruneInterval old.
+func (s *Server) revocationTick(u *unsealed, now time.Time, pruned *time.Time) {
+	u.events.track.expire(now, revocationTimeout)
+	if now.Sub(*pruned) >= revocationPruneInterval {
+		s.pruneRevocations(u, now)
+		*pruned = now
+	}
+}
+
+// revocationPruneInterval is how often a server that stays unsealed prunes
+// the revocation log (it also does at every unseal).
+const revocationPruneInterval = 24 * time.Hour
+
+// pruneRevocations deletes the finished log entries received more than
+// revocationRetention before now (see revocationLog.prune).
+func (s *Server) pruneRevocations(u *unsealed, now time.Time) {
+	if n, err := u.events.log.prune(u.bg, now.Add(-revocationRetention)); err != nil {
+		s.log.Warn("events: prune the revocation log", "err", err)
+	} else if n > 0 {
+		s.log.Info("events: pruned the revocation log", "entries", n, "retention", revocationRetention)
 	}
 }
 
@@ -260,7 +282,7 @@ func (s *Server) authorizeUnsealedAgent(u *unsealed) syncproto.AuthorizeFunc {
 		id, zone, err := authz(r)
 		if err == nil && u.events != nil {
 			if rid, sealed := u.events.sealed.Load(zone); sealed {
-				return "", "", fmt.Errorf("zone %q is sealed by revocation %s", zoneLabel(zone), rid)
+				return "", "", fmt.Errorf("%w: zone %q is sealed by revocation %s", syncproto.ErrAgentRefused, zoneLabel(zone), rid)
 			}
 		}
 		return id, zone, err
@@ -298,9 +320,12 @@ func serveEvents(s *Server, c *core, w http.ResponseWriter, r *http.Request, req
 	// Writing a source or a rule decides what the server revokes on whose
 	// word: sudo, as for sys/audit. So does a dry run, which lists lease IDs
 	// and agents of any zone (as LIST sys/leases/lookup, which needs sudo).
-	// Reads and the log do not.
-	if (kind == "sources" || kind == "rules") &&
-		(isWrite(req.Operation) || req.Operation == logical.DeleteOperation) && !req.Sudo {
+	// So does reading a rule: its notify actions hold their webhook URLs as
+	// written, credentials in them included. Listing names, reading a
+	// source (its secret is never shown) and the log do not.
+	sudo := (kind == "sources" || kind == "rules") && (isWrite(req.Operation) || req.Operation == logical.DeleteOperation) ||
+		kind == "rules" && name != "" && req.Operation == logical.ReadOperation
+	if sudo && !req.Sudo {
 		s.writeError(w, r, logical.ErrPermissionDenied)
 		return
 	}
@@ -559,12 +584,21 @@ func (s *Server) revocationStatus(ctx context.Context, u *unsealed, rv revocatio
 	counts := map[string]int{}
 	for _, id := range rv.Targets {
 		st := map[string]any{}
+		// Past the timeout the server no longer follows acks: an agent that
+		// acked later shows in the registry's watermark (as resumeLog
+		// reasons), the time being its last_seen when the status is read.
+		var late *attest.Agent
+		if _, ok := applied[id]; !ok && !rv.TimedOutAt.IsZero() {
+			if a, err := u.attest.Agents().Get(ctx, zone, id); err == nil && a.AckedSeq >= rv.FeedSeq {
+				late = &a
+			}
+		}
 		switch at, ok := applied[id]; {
 		case ok:
 			st["status"], st["applied_at"] = "applied", at.UTC().Format(time.RFC3339Nano)
-		case !rv.TimedOutAt.IsZero():
-			st["status"] = "timed_out"
-			st["note"] = fmt.Sprintf("no ack within %s; no longer followed (it is resynced before serving when it reconnects)", revocationTimeout)
+		case late != nil:
+			st["status"], st["applied_at"] = "applied", late.LastSeen.UTC().Format(time.RFC3339Nano)
+			st["note"] = fmt.Sprintf("applied after the timeout (%s): applied_at is the agent's last_seen, its ack no longer being followed", revocationTimeout)
 		case connected[id]:
 			st["status"] = "pending"
 		default:
@@ -589,7 +623,7 @@ func (s *Server) revocationStatus(ctx context.Context, u *unsealed, rv revocatio
 	out := jsonData(rv)
 	out["agents"] = agents
 	out["summary"] = map[string]int{"targets": len(rv.Targets), "applied": counts["applied"], "pending": counts["pending"],
-		"offline": counts["offline"], "timed_out": counts["timed_out"], "refused": len(rv.Refused)}
+		"offline": counts["offline"], "refused": len(rv.Refused)}
 	out["complete"] = len(rv.Targets) == counts["applied"] && !rv.ExecutedAt.IsZero()
 	switch {
 	case !rv.InterruptedAt.IsZero():

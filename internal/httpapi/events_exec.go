@@ -124,7 +124,7 @@ func (x *executor) run(ctx context.Context, p revoke.Planned, ev revoke.Event) (
 	// below is remembered by the tracker, not lost.
 	var pend *pendingRevocation
 	if publishes(p.Type) {
-		pend = e.track.open(zone, rv.ID, time.Now())
+		pend = e.track.open(zone, rv.ID)
 	}
 	var (
 		wait []string // agents to disconnect once they acked, or after the grace
@@ -169,7 +169,7 @@ func (x *executor) run(ctx context.Context, p revoke.Planned, ev revoke.Event) (
 	}
 	switch {
 	case pend != nil && rv.FeedSeq != 0 && len(rv.Targets) > 0:
-		e.track.arm(pend, rv, x.alreadyAcked(zone, rv))
+		e.track.arm(pend, rv, x.alreadyAcked(zone, rv), time.Now())
 	case pend != nil:
 		e.track.cancel(pend)
 		pend = nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"testing"
@@ -105,12 +106,12 @@ func TestRevocationTrackerAckBeforeArm(t *testing.T) {
 	var done []*pendingRevocation
 	tr := newRevocationTracker(func(p *pendingRevocation) { done = append(done, p) }, nil)
 	at := time.Unix(50, 0)
-	p := tr.open("z", "z.1", at)
+	p := tr.open("z", "z.1")
 	tr.acked("a", "z", 9, at)                   // older than the revocation
 	tr.acked("b", "z", 10, at.Add(time.Second)) // covers feed_seq 10
 	tr.acked("c", "other", 99, at)              // another zone
 	rv := revocation{ID: "z.1", Zone: "z", FeedSeq: 10, Targets: []string{"a", "b"}}
-	tr.arm(p, rv, nil) // the snapshot missed b's ack
+	tr.arm(p, rv, nil, at) // the snapshot missed b's ack
 	if st, ok := tr.status("z.1"); !ok || len(st) != 1 || !st["b"].Equal(at.Add(time.Second)) {
 		t.Fatalf("after arm: %v %v, want b applied at its ack", st, ok)
 	}
@@ -119,12 +120,12 @@ func TestRevocationTrackerAckBeforeArm(t *testing.T) {
 		t.Fatalf("done %d, pending %d", len(done), tr.pending())
 	}
 	// Opened then cancelled (nothing published): nothing is left behind.
-	tr.cancel(tr.open("z", "z.2", at))
+	tr.cancel(tr.open("z", "z.2"))
 	if tr.pending() != 0 {
 		t.Fatalf("a cancelled revocation is still followed")
 	}
 	// The snapshot merges in too.
-	q := tr.arm(tr.open("z", "z.3", at), revocation{ID: "z.3", FeedSeq: 20, Targets: []string{"a"}}, map[string]time.Time{"a": at})
+	q := tr.arm(tr.open("z", "z.3"), revocation{ID: "z.3", FeedSeq: 20, Targets: []string{"a"}}, map[string]time.Time{"a": at}, at)
 	select {
 	case <-q.done:
 	default:
@@ -139,7 +140,7 @@ func TestRevocationTrackerTimeout(t *testing.T) {
 	tr := newRevocationTracker(func(*pendingRevocation) { t.Fatal("completed") },
 		func(p *pendingRevocation, _ time.Time) { timedOut = append(timedOut, p) })
 	start := time.Unix(1000, 0)
-	p := tr.arm(tr.open("z", "z.1", start), revocation{ID: "z.1", FeedSeq: 5, Targets: []string{"a", "b"}}, nil)
+	p := tr.arm(tr.open("z", "z.1"), revocation{ID: "z.1", FeedSeq: 5, Targets: []string{"a", "b"}}, nil, start)
 	tr.acked("a", "z", 5, start.Add(time.Second))
 	tr.expire(start.Add(revocationTimeout), revocationTimeout)
 	if len(timedOut) != 0 || tr.pending() != 1 {
@@ -155,6 +156,38 @@ func TestRevocationTrackerTimeout(t *testing.T) {
 		t.Fatal("done not closed at the timeout")
 	}
 	tr.acked("b", "z", 5, start.Add(revocationTimeout+2*time.Second)) // late: ignored
+}
+
+// A revocation whose action outlasts the timeout (a revoke_prefix against a
+// hung database) is not given up on before it is armed: arming it later
+// neither panics nor orphans it, and its timeout counts from arming.
+func TestRevocationTrackerSlowAction(t *testing.T) {
+	var done, timedOut []*pendingRevocation
+	tr := newRevocationTracker(func(p *pendingRevocation) { done = append(done, p) },
+		func(p *pendingRevocation, _ time.Time) { timedOut = append(timedOut, p) })
+	start := time.Unix(1000, 0)
+	p := tr.open("z", "z.1")
+	tr.expire(start.Add(2*revocationTimeout), revocationTimeout)
+	if len(timedOut) != 0 || tr.pending() != 1 {
+		t.Fatalf("an un-armed revocation expired: %d timed out, %d pending", len(timedOut), tr.pending())
+	}
+	armed := start.Add(2 * revocationTimeout)
+	tr.arm(p, revocation{ID: "z.1", FeedSeq: 5, Targets: []string{"a", "b"}}, nil, armed)
+	tr.expire(armed.Add(revocationTimeout/2), revocationTimeout)
+	if len(timedOut) != 0 || tr.pending() != 1 {
+		t.Fatal("the timeout did not count from arming")
+	}
+	tr.acked("a", "z", 5, armed.Add(time.Second))
+	tr.acked("b", "z", 6, armed.Add(2*time.Second))
+	if len(done) != 1 || tr.pending() != 0 {
+		t.Fatalf("not completed after every ack: %d done, %d pending", len(done), tr.pending())
+	}
+	select {
+	case <-p.done:
+	default:
+		t.Fatal("done not closed")
+	}
+	p.finish() // a second end is harmless
 }
 
 // prune deletes finished entries older than the cutoff, never an
@@ -200,6 +233,43 @@ func TestRevocationLogPrune(t *testing.T) {
 		return rv.ID
 	}(); id != "root.2" {
 		t.Fatalf("next root entry %s, want root.2", id)
+	}
+}
+
+// A server that stays unsealed prunes the log on its minute tick, at most
+// once per revocationPruneInterval, not only at unseal.
+func TestRevocationTickPrunesDaily(t *testing.T) {
+	ctx := context.Background()
+	l := newRevocationLog(inmem.New())
+	s := &Server{log: slog.New(slog.DiscardHandler)}
+	u := &unsealed{bg: ctx, events: &events{log: l, track: newRevocationTracker(func(*pendingRevocation) {}, func(*pendingRevocation, time.Time) {})}}
+	now := time.Now()
+	old := now.Add(-revocationRetention - time.Hour).UTC()
+	var ids []string
+	for range 3 {
+		rv := revocation{Zone: "edge", Targets: []string{}, ReceivedAt: old, ExecutedAt: old}
+		if err := l.append(ctx, &rv); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, rv.ID)
+	}
+	kept := func() int {
+		n := 0
+		for _, id := range ids {
+			if _, err := l.get(ctx, id); err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	pruned := now.Add(-revocationPruneInterval + time.Minute)
+	s.revocationTick(u, now, &pruned)
+	if kept() != 3 {
+		t.Fatal("pruned within a day of the last pruning")
+	}
+	s.revocationTick(u, now.Add(time.Minute), &pruned)
+	if kept() != 1 || !pruned.Equal(now.Add(time.Minute)) {
+		t.Fatalf("after a day: %d entries kept, last pruning %v; want the newest alone, pruned now", kept(), pruned)
 	}
 }
 

@@ -32,7 +32,8 @@ import (
 // stopped waiting (timed_out_at, after revocationTimeout). An entry a
 // restart cut short (no executed_at) is marked interrupted_at at the next
 // unseal. Finished entries older than revocationRetention are pruned at
-// unseal, except each zone's newest (it numbers the next one).
+// unseal and daily after, except each zone's newest (it numbers the next
+// one).
 const revocationPrefix = "sys/revocations/"
 
 // Bounds of the revocation log and tracker.
@@ -275,19 +276,27 @@ func (l *revocationLog) recent(ctx context.Context, limit int) ([]revocation, er
 // pendingRevocation is a revocation whose targets' acks are followed. It is
 // opened before its Revoke event is published, so no ack can slip between
 // the publication and the bookkeeping; until it is armed (its feed_seq and
-// targets known) the acks of its zone are only remembered.
+// targets known) the acks of its zone are only remembered, and it never
+// times out: its action may take long (a revoke_prefix against a slow
+// database), and the timeout counts from arming.
 type pendingRevocation struct {
-	rv     revocation
-	zone   string // internal zone name ("" root), as the feed and acks name it
-	opened time.Time
-	armed  bool
+	rv    revocation
+	zone  string // internal zone name ("" root), as the feed and acks name it
+	armed bool
+	// since is when the wait for acks began (arming; the execution for a
+	// revocation resumed from the log): the timeout counts from it.
+	since time.Time
 	// early holds, per agent, the acks seen before arming (a few at most:
 	// the window is one publication).
 	early   map[string][]ackAt
 	waiting map[string]bool
 	applied map[string]time.Time
-	done    chan struct{} // closed once every target acked, or at the timeout
+	done    chan struct{} // closed (by finish) once every target acked, or at the timeout
+	closed  sync.Once
 }
+
+// finish closes p.done, once however many paths end p.
+func (p *pendingRevocation) finish() { p.closed.Do(func() { close(p.done) }) }
 
 // ackAt is an ack seen before its revocation was armed.
 type ackAt struct {
@@ -318,17 +327,21 @@ func newRevocationTracker(complete func(*pendingRevocation), timedOut func(*pend
 
 // open starts following revocation id of zone before it is published.
 // Every open must be followed by arm or cancel.
-func (t *revocationTracker) open(zone, id string, now time.Time) *pendingRevocation {
-	p := &pendingRevocation{rv: revocation{ID: id}, zone: zone, opened: now, early: map[string][]ackAt{},
+func (t *revocationTracker) open(zone, id string) *pendingRevocation {
+	p := &pendingRevocation{rv: revocation{ID: id}, zone: zone, early: map[string][]ackAt{},
 		waiting: map[string]bool{}, applied: map[string]time.Time{}, done: make(chan struct{})}
 	t.mu.Lock()
-	t.byID[id] = p
-	if t.byZone[zone] == nil {
-		t.byZone[zone] = map[string]*pendingRevocation{}
-	}
-	t.byZone[zone][id] = p
+	t.trackLocked(p)
 	t.mu.Unlock()
 	return p
+}
+
+func (t *revocationTracker) trackLocked(p *pendingRevocation) {
+	t.byID[p.rv.ID] = p
+	if t.byZone[p.zone] == nil {
+		t.byZone[p.zone] = map[string]*pendingRevocation{}
+	}
+	t.byZone[p.zone][p.rv.ID] = p
 }
 
 // cancel stops following p (nothing was published, or no target).
@@ -346,13 +359,23 @@ func (t *revocationTracker) removeLocked(p *pendingRevocation) {
 	}
 }
 
-// arm sets what p waits for: rv's targets must ack rv.FeedSeq. Acks seen
-// since open count, and so do those in snapshot (targets known to have
-// acked it, e.g. from the sync server's table). It returns p; if nothing
-// is left to wait for, p is done and complete was called.
-func (t *revocationTracker) arm(p *pendingRevocation, rv revocation, snapshot map[string]time.Time) *pendingRevocation {
+// arm sets what p waits for: rv's targets must ack rv.FeedSeq, and the
+// timeout counts from since. Acks seen since open count, and so do those in
+// snapshot (targets known to have acked it, e.g. from the sync server's
+// table). It returns p; if nothing is left to wait for, p is done and
+// complete was called. A p no longer tracked (nothing drops an un-armed
+// record today; this guards against one) is tracked again rather than left
+// orphaned with its entry never finished.
+func (t *revocationTracker) arm(p *pendingRevocation, rv revocation, snapshot map[string]time.Time, since time.Time) *pendingRevocation {
 	t.mu.Lock()
-	p.rv, p.armed = rv, true
+	if p.armed {
+		t.mu.Unlock()
+		return p // armed twice: the first arming stands
+	}
+	if t.byID[p.rv.ID] != p {
+		t.trackLocked(p)
+	}
+	p.rv, p.armed, p.since = rv, true, since
 	for _, id := range rv.Targets {
 		if at, ok := firstCovering(p.early[id], rv.FeedSeq); ok {
 			p.applied[id] = at
@@ -366,7 +389,7 @@ func (t *revocationTracker) arm(p *pendingRevocation, rv revocation, snapshot ma
 	finished := len(p.waiting) == 0
 	if finished {
 		t.removeLocked(p)
-		close(p.done)
+		p.finish()
 	}
 	t.mu.Unlock()
 	if finished {
@@ -389,7 +412,7 @@ func firstCovering(acks []ackAt, seq uint64) (time.Time, bool) {
 // the log. It returns the pending record, done if nothing was left to wait
 // for (complete was called).
 func (t *revocationTracker) add(zone string, rv revocation, applied map[string]time.Time) *pendingRevocation {
-	return t.arm(t.open(zone, rv.ID, rv.ExecutedAt), rv, applied)
+	return t.arm(t.open(zone, rv.ID), rv, applied, rv.ExecutedAt)
 }
 
 // acked records that agentID of zone applied its feed up to seq.
@@ -413,7 +436,7 @@ func (t *revocationTracker) acked(agentID, zone string, seq uint64, now time.Tim
 		p.applied[agentID] = now
 		if len(p.waiting) == 0 {
 			t.removeLocked(p)
-			close(p.done)
+			p.finish()
 			finished = append(finished, p)
 		}
 	}
@@ -423,21 +446,20 @@ func (t *revocationTracker) acked(agentID, zone string, seq uint64, now time.Tim
 	}
 }
 
-// expire gives up on the revocations followed for longer than timeout: they
-// are dropped and timedOut is called for each (outside the lock). Records
-// never armed (a bug) are dropped too.
+// expire gives up on the revocations armed for longer than timeout: they
+// are dropped and timedOut is called for each (outside the lock). A record
+// not yet armed is left alone, however long its action runs: its run arms
+// or cancels it.
 func (t *revocationTracker) expire(now time.Time, timeout time.Duration) {
 	var gone []*pendingRevocation
 	t.mu.Lock()
 	for _, p := range t.byID {
-		if now.Sub(p.opened) <= timeout {
+		if !p.armed || now.Sub(p.since) <= timeout {
 			continue
 		}
 		t.removeLocked(p)
-		close(p.done)
-		if p.armed {
-			gone = append(gone, p)
-		}
+		p.finish()
+		gone = append(gone, p)
 	}
 	t.mu.Unlock()
 	for _, p := range gone {

@@ -351,6 +351,16 @@ func TestEventSourcesAndRulesAPI(t *testing.T) {
 	if _, err := ts.client.Logical().Write("sys/events/rules/dry/test", map[string]any{"event": map[string]any{}}); err != nil {
 		t.Fatalf("dry run with sudo: %v", err)
 	}
+	// Reading a rule shows its notify URLs as written: sudo. Listing does not.
+	if _, err := c.Logical().Read("sys/events/rules/dry"); statusOf(err) != 403 {
+		t.Fatalf("rule read without sudo: %v", err)
+	}
+	if l, err := c.Logical().List("sys/events/rules"); err != nil || l == nil || !strings.Contains(fmt.Sprint(l.Data["keys"]), "dry") {
+		t.Fatalf("rule list without sudo: %v %v", l, err)
+	}
+	if rl, err := ts.client.Logical().Read("sys/events/rules/dry"); err != nil || rl == nil {
+		t.Fatalf("rule read with sudo: %v %v", rl, err)
+	}
 	// Named zones have no sys/events.
 	zt := ts.createZone(t, "edge-1")
 	if code, body := ts.rawNS(t, "GET", "/v1/sys/events/sources/am", zt, "edge-1"); code != 404 || !strings.Contains(body, "root zone") {

@@ -261,7 +261,7 @@ func listAll(ctx context.Context, h logical.Handler, mount, prefix string) ([]st
 func (s *Server) authorizeAgent(u *unsealed) syncproto.AuthorizeFunc {
 	return func(r *http.Request) (string, string, error) {
 		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-			return "", "", errors.New("a client certificate is required")
+			return "", "", fmt.Errorf("%w: a client certificate is required", syncproto.ErrAgentRefused)
 		}
 		a, err := u.attest.Authorize(r.Context(), r.TLS.PeerCertificates, time.Now())
 		if err != nil {
@@ -281,17 +281,45 @@ func (s *Server) authorizeAgent(u *unsealed) syncproto.AuthorizeFunc {
 		} else {
 			entry.Error = strings.TrimPrefix(err.Error(), "attest: ")
 		}
-		if c, cerr := s.zoneCore(r.Context(), u, a.Zone); cerr == nil {
-			if _, aerr := u.audit.LogEntry(entry, c.salt); aerr != nil {
-				return "", "", fmt.Errorf("audit: %w", aerr)
-			}
+		c, cerr := s.zoneCore(r.Context(), u, a.Zone)
+		switch {
+		case cerr != nil && err == nil:
+			// No stream opens unaudited: a zone that cannot be loaded now
+			// is the server's trouble (503), not the agent's.
+			return "", "", fmt.Errorf("audit: load zone %q: %w", zoneLabel(a.Zone), cerr)
+		case cerr != nil:
+			c = u.root // a refusal naming a zone that is not there is audited in the root zone
+		}
+		if _, aerr := u.audit.LogEntry(entry, c.salt); aerr != nil {
+			return "", "", fmt.Errorf("audit: %w", aerr)
 		}
 		if err != nil {
-			return "", "", err
+			return "", "", agentRefusal(err)
 		}
 		s.startFeed(u, a.Zone)
 		return a.ID, a.Zone, nil
 	}
+}
+
+// agentRefusal marks err with syncproto.ErrAgentRefused when it refuses the
+// agent itself (revoked, quarantined, unknown, its certificate invalid,
+// expired, superseded or of another zone, its re-attestation overdue), so
+// the sync server answers 403 and the agent stops serving its cache. Any
+// other error (a storage read error, a corrupt record, a zone CA that cannot
+// be loaded, a certificate not yet valid, which is clock skew more often
+// than not) is the server's trouble: it stays as it is and is answered 503,
+// and the agent keeps serving within its staleness bounds and retries.
+func agentRefusal(err error) error {
+	refusesAgent := [...]error{
+		attest.ErrAgentRevoked, attest.ErrAgentQuarantined, attest.ErrAgentUnknown, attest.ErrCertSuperseded,
+		attest.ErrCertInvalid, attest.ErrCertExpired, attest.ErrCertZone, attest.ErrAttestation,
+	}
+	for _, r := range refusesAgent {
+		if errors.Is(err, r) {
+			return fmt.Errorf("%w: %w", syncproto.ErrAgentRefused, err)
+		}
+	}
+	return err
 }
 
 // agentAcked records an agent's ack (its cache watermark) in the registry.

@@ -43,7 +43,10 @@ func (a Admitted) Release() { a.claim.Release() }
 // deduper, and charges the new ones to src's rate limit, all or nothing.
 //
 // It returns the new events and how many were duplicates (committed
-// earlier). If the source is over its limit, every claim is released and
+// earlier, or repeated within events: an event whose DedupeKey an earlier
+// one of the same request has is counted as a duplicate and not claimed
+// again, so a payload carrying one alert twice does not collide with its
+// own claim). If the source is over its limit, every claim is released and
 // the error is a *RateLimitedError (Retry-After): no event is lost, as the
 // sender retries the whole request and the events still count as new. If
 // an event is in flight in another request, every claim is released too
@@ -57,6 +60,7 @@ func (in *Intake) Admit(ctx context.Context, src Source, events []Event) (admitt
 			a.Release()
 		}
 	}
+	seen := make(map[string]bool, len(events))
 	for i := range events {
 		ev := events[i]
 		if !src.Allows(ev.Kind) {
@@ -65,6 +69,12 @@ func (in *Intake) Admit(ctx context.Context, src Source, events []Event) (admitt
 		}
 		ev.Source = src.Name
 		ev.ReceivedAt = now
+		key := ev.DedupeKey()
+		if seen[key] {
+			duplicates++
+			continue
+		}
+		seen[key] = true
 		c, err := in.dedupe.Claim(ctx, ev)
 		if errors.Is(err, ErrDuplicate) {
 			duplicates++

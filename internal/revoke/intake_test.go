@@ -277,3 +277,26 @@ func TestAdmitKindNotAllowed(t *testing.T) {
 		t.Fatalf("generic event from an alertmanager-only source: %v", err)
 	}
 }
+
+// A payload that carries the same alert twice admits it once, counts the
+// repeat as a duplicate, and admits the distinct alerts beside it, instead
+// of colliding with its own claim (ErrInFlight, 503 forever).
+func TestAdmitRepeatWithinPayload(t *testing.T) {
+	b, _ := openBolt(t)
+	in := NewIntake(NewDeduper(b, 0, 0, nil), NewLimiter(), nil)
+	src := Source{Name: "gen", Kinds: []Kind{KindGeneric}}
+	got, dups, err := in.Admit(t.Context(), src, []Event{genEvent("a"), genEvent("b"), genEvent("a")})
+	if err != nil || len(got) != 2 || dups != 1 || got[0].Event.ID != "a" || got[1].Event.ID != "b" {
+		t.Fatalf("admit: %d admitted, %d duplicates, %v; want a and b, 1 duplicate", len(got), dups, err)
+	}
+	for _, a := range got {
+		if err := a.Commit(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Sent again: every event is now a duplicate.
+	got, dups, err = in.Admit(t.Context(), src, []Event{genEvent("a"), genEvent("b"), genEvent("a")})
+	if err != nil || len(got) != 0 || dups != 3 {
+		t.Fatalf("resend: %d admitted, %d duplicates, %v", len(got), dups, err)
+	}
+}

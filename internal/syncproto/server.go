@@ -33,9 +33,21 @@ const writeBatch = 256
 
 // AuthorizeFunc identifies the agent behind a sync request, typically from
 // its verified client certificate (r.TLS.VerifiedChains), and names the one
-// zone it may follow. An error refuses the request with 403; its text is
-// logged, not sent.
+// zone it may follow. An error wrapping ErrAgentRefused or ErrUnauthorized
+// refuses the agent itself: the request is answered 403, and the agent
+// stops serving its cache (see ErrRefused). Any other error (a storage or
+// audit failure, a sealed server) is the server's trouble, not the agent's:
+// it is answered 503 and the agent keeps serving within its staleness
+// bounds while it retries. The error's text is logged, not sent.
 type AuthorizeFunc func(r *http.Request) (agentID, zone string, err error)
+
+// ErrAgentRefused is wrapped by an AuthorizeFunc's error when the agent
+// itself is refused (revoked, quarantined, unknown, its certificate
+// invalid, expired or superseded, its re-attestation overdue, its zone
+// sealed): the server answers 403. Wrap only decisions about the agent with
+// it, never a failure to reach one, or a storage blip takes every agent's
+// cache down with it.
+var ErrAgentRefused = errors.New("syncproto: agent refused")
 
 // SnapshotFunc returns the current state of a zone as Upsert (and Lease)
 // events, and the sequence number that state is as of: every event after it
@@ -217,8 +229,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	agentID, zone, err := s.Authorize(r)
 	if err != nil {
-		s.logger().Warn("sync: agent refused", "remote", r.RemoteAddr, "err", err)
-		http.Error(w, "sync: permission denied", http.StatusForbidden)
+		if errors.Is(err, ErrAgentRefused) || errors.Is(err, ErrUnauthorized) {
+			s.logger().Warn("sync: agent refused", "remote", r.RemoteAddr, "err", err)
+			http.Error(w, "sync: permission denied", http.StatusForbidden)
+			return
+		}
+		s.logger().Error("sync: cannot authorize an agent", "remote", r.RemoteAddr, "err", err)
+		http.Error(w, "sync: server cannot authorize agents now; retry later", http.StatusServiceUnavailable)
 		return
 	}
 	var from uint64
