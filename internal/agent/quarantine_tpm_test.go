@@ -1,11 +1,7 @@
 package agent
 
 import (
-	"encoding/hex"
 	"testing"
-
-	"github.com/edgevault/edgevault/internal/tpmdev"
-	"github.com/edgevault/edgevault/internal/tpmdev/swtpmtest"
 )
 
 // A quarantine_agent rule, fired by an event, takes a TPM agent's access
@@ -13,33 +9,10 @@ import (
 // fresh quote (swtpm, a separate process), and is back — new certificate,
 // new quote, the secret served again — with the revocation applied.
 func TestQuarantineEventMakesTPMAgentReattest(t *testing.T) {
-	spec := swtpmtest.Start(t, "tcp")
-	var ekHash, pcr7 string
-	withTPM(t, spec, func(d *tpmdev.Device) {
-		ek, _, err := d.EK()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ekHash, err = tpmdev.EKHash(ek); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := d.LoadAK(t.TempDir()); err != nil {
-			t.Fatal(err)
-		}
-		q, err := d.Quote(make([]byte, 32), []int{7})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pcr7 = hex.EncodeToString(q.PCRs[7])
-	})
+	spec, ekHash, pcr7 := tpmIdentity(t)
 	cp := startControlPlane(t, "24h")
 	cp.put(t, "app/db", map[string]any{"password": "tpm-guarded"})
-	if _, err := cp.admin.Logical().Write("sys/zones/"+testZone+"/attestation", map[string]any{
-		"ek_hashes": []string{ekHash}, "pcrs": []int{0, 1, 2, 3, 4, 5, 6, 7},
-		"allowed_pcr_sets": []map[string]string{{"7": pcr7}}, "max_quote_age": "2m",
-	}); err != nil {
-		t.Fatal(err)
-	}
+	allowTPM(t, cp, ekHash, pcr7)
 	const secret = "quarantine-bearer-0123456789abcdef"
 	if _, err := cp.admin.Logical().Write("sys/events/sources/siem", map[string]any{
 		"kinds": []string{"generic"}, "auth": map[string]any{"method": "bearer"}, "secret": secret}); err != nil {

@@ -34,9 +34,11 @@ func withTPM(t *testing.T, spec string, fn func(d *tpmdev.Device)) {
 // the TPM's PCRs, cannot be opened: the agent discards it and re-attests
 // before syncing again — and is quarantined, the new PCR value not being
 // one the zone allows.
-func TestAgentTPMAttestation(t *testing.T) {
-	spec := swtpmtest.Start(t, "tcp")
-	var ekHash, pcr7 string
+// tpmIdentity starts a software TPM and returns its spec, its EK hash and
+// its PCR 7 (hex).
+func tpmIdentity(t *testing.T) (spec, ekHash, pcr7 string) {
+	t.Helper()
+	spec = swtpmtest.Start(t, "tcp")
 	withTPM(t, spec, func(d *tpmdev.Device) {
 		ek, _, err := d.EK()
 		if err != nil {
@@ -54,14 +56,25 @@ func TestAgentTPMAttestation(t *testing.T) {
 		}
 		pcr7 = hex.EncodeToString(q.PCRs[7])
 	})
-	cp := startControlPlane(t, "24h")
-	cp.put(t, "app/db", map[string]any{"password": "tpm-guarded"})
+	return spec, ekHash, pcr7
+}
+
+// allowTPM sets the zone's attestation policy to that EK and PCR 7 value.
+func allowTPM(t *testing.T, cp *controlPlane, ekHash, pcr7 string) {
+	t.Helper()
 	if _, err := cp.admin.Logical().Write("sys/zones/"+testZone+"/attestation", map[string]any{
 		"ek_hashes": []string{ekHash}, "pcrs": []int{0, 1, 2, 3, 4, 5, 6, 7},
 		"allowed_pcr_sets": []map[string]string{{"7": pcr7}}, "max_quote_age": "2m",
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestAgentTPMAttestation(t *testing.T) {
+	spec, ekHash, pcr7 := tpmIdentity(t)
+	cp := startControlPlane(t, "24h")
+	cp.put(t, "app/db", map[string]any{"password": "tpm-guarded"})
+	allowTPM(t, cp, ekHash, pcr7)
 	cfg := newConfig(t, cp, "", nil)
 	cfg.TPM = spec
 	logs := &logBuffer{}
@@ -99,16 +112,7 @@ func TestAgentTPMAttestation(t *testing.T) {
 
 	// The zone no longer allows this boot state; asked to re-attest, the
 	// agent's fresh quote fails the policy: it is quarantined, with why.
-	policy := func(pcr7 string) {
-		t.Helper()
-		if _, err := cp.admin.Logical().Write("sys/zones/"+testZone+"/attestation", map[string]any{
-			"ek_hashes": []string{ekHash}, "pcrs": []int{0, 1, 2, 3, 4, 5, 6, 7},
-			"allowed_pcr_sets": []map[string]string{{"7": pcr7}}, "max_quote_age": "2m",
-		}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	policy(strings.Repeat("ff", 32))
+	allowTPM(t, cp, ekHash, strings.Repeat("ff", 32))
 	if _, err := cp.zone.Logical().Write("sys/agents/"+wantID+"/reattest", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +131,7 @@ func TestAgentTPMAttestation(t *testing.T) {
 	// sealed to the old boot state: it cannot open them, says so, and
 	// tries to enroll again with its TPM — refused, the new PCR 7 being
 	// one the zone does not allow. It holds nothing to serve.
-	policy(pcr7)
+	allowTPM(t, cp, ekHash, pcr7)
 	if _, err := cp.zone.Logical().Delete("sys/agents/" + wantID + "/quarantine"); err != nil {
 		t.Fatal(err)
 	}

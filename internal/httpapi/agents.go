@@ -338,6 +338,38 @@ func agentOutput(a attest.Agent, td string) map[string]any {
 	return out
 }
 
+// agentPost checks a POST an enrolled agent makes over mTLS (sys/agents/
+// audit, sys/agents/pki-sub-ca): the server unsealed, the operation, and
+// the agent the server authenticates on this connection — its certificate,
+// never what the body claims — active and of this zone. It answers the
+// refusal itself and reports whether to go on.
+func (s *Server) agentPost(c *core, w http.ResponseWriter, r *http.Request, req *request) (*unsealed, attest.Agent, bool) {
+	u := s.state.Load()
+	if u == nil {
+		s.writeError(w, r, logical.ErrSealed)
+		return nil, attest.Agent{}, false
+	}
+	path := "sys/" + req.Path
+	if req.Operation != logical.UpdateOperation && req.Operation != logical.CreateOperation {
+		s.writeError(w, r, fmt.Errorf("%w: %s takes POST", logical.ErrUnsupportedOperation, path))
+		return nil, attest.Agent{}, false
+	}
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		s.writeError(w, r, logical.InvalidRequest("%s needs the agent's certificate as the TLS client certificate", path))
+		return nil, attest.Agent{}, false
+	}
+	a, err := u.attest.Authorize(r.Context(), r.TLS.PeerCertificates, time.Now())
+	if err != nil {
+		s.writeError(w, r, attestError(err))
+		return nil, attest.Agent{}, false
+	}
+	if a.Zone != c.zone {
+		s.writeError(w, r, logical.InvalidRequest("agent %q belongs to zone %q, not %q", a.ID, zoneLabel(a.Zone), zoneLabel(c.zone)))
+		return nil, attest.Agent{}, false
+	}
+	return u, a, true
+}
+
 // agentAuditBatch is the body of POST sys/agents/audit: entries an agent
 // recorded for the reads it served locally (online or degraded), forwarded
 // from its spool in order and signed together (leaf.SignBatch).
@@ -361,26 +393,8 @@ const maxAgentAuditBatch = 1000
 // batch sent again because its answer was lost) are not logged twice. The
 // answer's "audit_seq" is the highest sequence number the log holds.
 func serveAgentAudit(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request) {
-	u := s.state.Load()
-	if u == nil {
-		s.writeError(w, r, logical.ErrSealed)
-		return
-	}
-	if req.Operation != logical.UpdateOperation && req.Operation != logical.CreateOperation {
-		s.writeError(w, r, fmt.Errorf("%w: sys/agents/audit takes POST", logical.ErrUnsupportedOperation))
-		return
-	}
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		s.writeError(w, r, logical.InvalidRequest("sys/agents/audit needs the agent's certificate as the TLS client certificate"))
-		return
-	}
-	a, err := u.attest.Authorize(r.Context(), r.TLS.PeerCertificates, time.Now())
-	if err != nil {
-		s.writeError(w, r, attestError(err))
-		return
-	}
-	if a.Zone != c.zone {
-		s.writeError(w, r, logical.InvalidRequest("agent %q belongs to zone %q, not %q", a.ID, zoneLabel(a.Zone), zoneLabel(c.zone)))
+	u, a, ok := s.agentPost(c, w, r, req)
+	if !ok {
 		return
 	}
 	var body agentAuditBatch
@@ -412,6 +426,7 @@ func serveAgentAudit(s *Server, c *core, w http.ResponseWriter, r *http.Request,
 		}
 		batch.Entries[i] = leaf.SignedLine{Line: []byte(e.Line), Seed: e.Seed}
 	}
+	var err error
 	if batch.PublicKey, err = x509.MarshalPKIXPublicKey(r.TLS.PeerCertificates[0].PublicKey); err != nil {
 		s.writeError(w, r, err)
 		return

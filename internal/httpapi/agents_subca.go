@@ -3,10 +3,8 @@ package httpapi
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/edgevault/edgevault/internal/engine/pki"
 	"github.com/edgevault/edgevault/internal/logical"
@@ -27,26 +25,8 @@ type agentSubCARequest struct {
 // the server authenticated on this connection, never one the body claims.
 // The request is audited like any other, refusals included.
 func serveAgentSubCA(s *Server, c *core, w http.ResponseWriter, r *http.Request, req *request) {
-	u := s.state.Load()
-	if u == nil {
-		s.writeError(w, r, logical.ErrSealed)
-		return
-	}
-	if req.Operation != logical.UpdateOperation && req.Operation != logical.CreateOperation {
-		s.writeError(w, r, fmt.Errorf("%w: sys/agents/pki-sub-ca takes POST", logical.ErrUnsupportedOperation))
-		return
-	}
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
-		s.writeError(w, r, logical.InvalidRequest("sys/agents/pki-sub-ca needs the agent's certificate as the TLS client certificate"))
-		return
-	}
-	a, err := u.attest.Authorize(r.Context(), r.TLS.PeerCertificates, time.Now())
-	if err != nil {
-		s.writeError(w, r, attestError(err))
-		return
-	}
-	if a.Zone != c.zone {
-		s.writeError(w, r, logical.InvalidRequest("agent %q belongs to zone %q, not %q", a.ID, zoneLabel(a.Zone), zoneLabel(c.zone)))
+	_, a, ok := s.agentPost(c, w, r, req)
+	if !ok {
 		return
 	}
 	var body agentSubCARequest
