@@ -263,23 +263,13 @@ func TestLeasesExpireAcrossRestart(t *testing.T) {
 func TestDatabaseRevocationWhilePostgresDown(t *testing.T) {
 	pg := pgtest.New(t)
 	pgURL := pg.URL
-	tmpl, user, pw, err := pgtest.SplitURL(pgURL)
+	_, _, pw, err := pgtest.SplitURL(pgURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := startServer(t, true)
 	c := ts.client
-	if err := c.Sys().Mount("database", &vault.MountInput{Type: "database"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Logical().Write("database/config/pg", map[string]any{"plugin_name": "postgresql-database-plugin",
-		"connection_url": tmpl, "username": user, "password": pw, "allowed_roles": "ro"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Logical().Write("database/roles/ro", map[string]any{"db_name": "pg", "default_ttl": "1h", "max_ttl": "2h",
-		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`}); err != nil {
-		t.Fatal(err)
-	}
+	setupDatabase(t, c, pgURL)
 	// TTL above max → 400 naming the field, and nothing stored.
 	if _, err := c.Logical().Write("database/roles/bad", map[string]any{"db_name": "pg", "default_ttl": "3h", "max_ttl": "2h",
 		"creation_statements": `CREATE ROLE "{{name}}"`}); statusOf(err) != 400 || !strings.Contains(err.Error(), "ttl") {

@@ -16,23 +16,9 @@ import (
 // gone from sys/leases afterwards.
 func TestDatabaseLeases(t *testing.T) {
 	pgURL := pgtest.Start(t)
-	tmpl, user, pw, err := pgtest.SplitURL(pgURL)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ts := startServer(t, true)
 	c := ts.client
-	if err := c.Sys().Mount("database", &vault.MountInput{Type: "database"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Logical().Write("database/config/pg", map[string]any{"plugin_name": "postgresql-database-plugin",
-		"connection_url": tmpl, "username": user, "password": pw, "allowed_roles": "ro"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Logical().Write("database/roles/ro", map[string]any{"db_name": "pg", "default_ttl": "1h", "max_ttl": "2h",
-		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`}); err != nil {
-		t.Fatal(err)
-	}
+	setupDatabase(t, c, pgURL)
 	creds, err := c.Logical().Read("database/creds/ro")
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +66,27 @@ func TestDatabaseLeases(t *testing.T) {
 	}
 	if _, err := c.Logical().Write("sys/leases/lookup", map[string]any{}); statusOf(err) != 400 || !strings.Contains(err.Error(), "lease_id") {
 		t.Fatalf("lookup without lease_id: %v", err)
+	}
+}
+
+// setupDatabase mounts database with a config "pg" for the PostgreSQL at
+// pgURL and a role "ro" (1h, max 2h) whose users carry VALID UNTIL.
+func setupDatabase(t *testing.T, c *vault.Client, pgURL string) {
+	t.Helper()
+	tmpl, user, pw, err := pgtest.SplitURL(pgURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Sys().Mount("database", &vault.MountInput{Type: "database"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Logical().Write("database/config/pg", map[string]any{"plugin_name": "postgresql-database-plugin",
+		"connection_url": tmpl, "username": user, "password": pw, "allowed_roles": "ro"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Logical().Write("database/roles/ro", map[string]any{"db_name": "pg", "default_ttl": "1h", "max_ttl": "2h",
+		"creation_statements": `CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'`}); err != nil {
+		t.Fatal(err)
 	}
 }
 
