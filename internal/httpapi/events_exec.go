@@ -545,6 +545,14 @@ func (x *executor) unsealZone(ctx context.Context, zone string, rv *revocation) 
 		rv.Notes = append(rv.Notes, "zone not sealed by an event: nothing to unseal")
 		return nil
 	}
+	// Only the alert that set the seal lifts it: another alert resolving
+	// (two overlapping incidents) leaves it to the last sealer's recovery or
+	// to an operator.
+	if sealer, err := e.log.get(ctx, rid.(string)); err == nil && (sealer.EventID != rv.EventID || sealer.Source != rv.Source) {
+		rv.Notes = append(rv.Notes, fmt.Sprintf("zone sealed by revocation %s for event %q of source %q, not by this event: the seal stays "+
+			"(it lifts when that event resolves, or PUT sys/zones/%s/unseal-events)", rid, sealer.EventID, sealer.Source, zone))
+		return nil
+	}
 	if err := x.s.barrier.Delete(ctx, eventsSealedPrefix+zone); err != nil {
 		return fmt.Errorf("lift the seal of zone %q: %w", zone, err)
 	}
@@ -716,7 +724,13 @@ func (x *executor) preview(ctx context.Context, p revoke.Planned) (map[string]an
 	case revoke.UnsealZone:
 		rid, sealed := x.u.events.sealed.Load(zone)
 		out["zone_sealed"] = sealed
+		var sealer revocation
+		if sealed {
+			sealer, _ = x.u.events.log.get(ctx, rid.(string))
+		}
 		switch {
+		case sealed && sealer.ID != "" && (sealer.EventID != p.EventID || sealer.Source != p.Source):
+			out["would"] = fmt.Sprintf("nothing: the seal was set by revocation %s for event %q of source %q, not by this event", rid, sealer.EventID, sealer.Source)
 		case sealed:
 			out["would"] = fmt.Sprintf("lift the seal set by revocation %s", rid)
 		case zone == "":

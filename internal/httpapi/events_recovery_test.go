@@ -233,4 +233,24 @@ func TestEventUnsealZoneOnResolved(t *testing.T) {
 		st["error"] != nil {
 		t.Fatalf("no-op entry: %v", st)
 	}
+
+	// Two overlapping incidents: c1 seals, then c2 seals again; c1 resolving
+	// does not lift c2's seal, c2 resolving does.
+	for _, id := range []string{"c1", "c2"} {
+		if res := post(t, ts, "generic", "gen", hmacSecret, alert(id, "firing")); res.status != http.StatusAccepted {
+			t.Fatalf("firing %s: %d %s", id, res.status, res.body)
+		}
+	}
+	if res := post(t, ts, "generic", "gen", hmacSecret, alert("c1", "resolved")); res.status != http.StatusAccepted {
+		t.Fatalf("resolved c1: %d %s", res.status, res.body)
+	}
+	if _, err := z.KVv2("secret").Get(t.Context(), "after"); statusOf(err) != http.StatusServiceUnavailable {
+		t.Fatalf("another incident's resolution lifted the seal: %v", err)
+	}
+	if res := post(t, ts, "generic", "gen", hmacSecret, alert("c2", "resolved")); res.status != http.StatusAccepted {
+		t.Fatalf("resolved c2: %d %s", res.status, res.body)
+	}
+	if _, err := z.KVv2("secret").Get(t.Context(), "after"); err != nil {
+		t.Fatalf("the sealing incident's resolution did not lift the seal: %v", err)
+	}
 }
