@@ -191,6 +191,16 @@ func sqlErr(err error, secrets ...string) error {
 	return fmt.Errorf("%w: %s", ErrStatement, scrub(err.Error(), secrets...))
 }
 
+// existingConfig is loadConfig for a config that must exist (404 if not).
+func (b *Backend) existingConfig(ctx context.Context, name string) (*dbConfig, error) {
+	c, err := b.loadConfig(ctx, name)
+	if err == nil && c == nil {
+		err = fmt.Errorf("%w: no config %q", logical.ErrNotFound, name)
+	}
+	return c, err
+}
+
+// loadConfig reads config name (nil, nil if there is none).
 func (b *Backend) loadConfig(ctx context.Context, name string) (*dbConfig, error) {
 	var c dbConfig
 	ok, err := b.getJSON(ctx, configPrefix+name, &c)
@@ -208,12 +218,9 @@ func (b *Backend) handleConfig(ctx context.Context, req *logical.Request, name s
 	case logical.ReadOperation:
 		b.cfgMu.RLock()
 		defer b.cfgMu.RUnlock()
-		c, err := b.loadConfig(ctx, name)
+		c, err := b.existingConfig(ctx, name)
 		if err != nil {
 			return nil, err
-		}
-		if c == nil {
-			return nil, fmt.Errorf("%w: no config %q", logical.ErrNotFound, name)
 		}
 		return &logical.Response{Data: configData(c)}, nil
 	case logical.DeleteOperation:
@@ -419,12 +426,8 @@ func (b *Backend) reset(ctx context.Context, name string) error {
 	}
 	b.cfgMu.Lock()
 	defer b.cfgMu.Unlock()
-	c, err := b.loadConfig(ctx, name)
-	if err != nil {
+	if _, err := b.existingConfig(ctx, name); err != nil {
 		return err
-	}
-	if c == nil {
-		return fmt.Errorf("%w: no config %q", logical.ErrNotFound, name)
 	}
 	b.dropPool(name)
 	return nil
@@ -441,12 +444,9 @@ func (b *Backend) rotateRoot(ctx context.Context, name string) error {
 	}
 	b.cfgMu.Lock()
 	defer b.cfgMu.Unlock()
-	c, err := b.loadConfig(ctx, name)
+	c, err := b.existingConfig(ctx, name)
 	if err != nil {
 		return err
-	}
-	if c == nil {
-		return fmt.Errorf("%w: no config %q", logical.ErrNotFound, name)
 	}
 	if c.Username == "" || c.Password == "" || !strings.Contains(c.ConnectionURL, "{{password}}") {
 		return logical.InvalidRequest("config %q: rotate-root needs username, password and a connection_url with {{password}}", name)
