@@ -863,17 +863,26 @@ func postAsync(ts *testServer, kind, src string, body []byte) <-chan int {
 	return out
 }
 
+// stuckInNotify posts a generic event with id whose rule notifies a webhook
+// that hangs until hook.open; it returns once the action is running, with
+// the body sent and the channel of the delivery's status.
+func stuckInNotify(t *testing.T, ts *testServer, id string) (hook *blockingHook, body []byte, first <-chan int) {
+	t.Helper()
+	hmacSource(t, ts.client, "gen", nil, "generic")
+	hook = newBlockingHook(t)
+	writeRule(t, ts.client, "n", `true`, action("notify", "url", hook.srv.URL))
+	body = fmt.Appendf(nil, `{"id":%q}`, id)
+	first = postAsync(ts, "generic", "gen", body)
+	<-hook.entered
+	return hook, body, first
+}
+
 // An event being processed by another request is not a duplicate yet: the
 // second delivery is answered 503 with Retry-After (the first may still
 // fail and release it); once the first committed, it is a duplicate (200).
 func TestEventInFlightDuplicateRetries(t *testing.T) {
 	ts := startServer(t, true)
-	hmacSource(t, ts.client, "gen", nil, "generic")
-	hook := newBlockingHook(t)
-	writeRule(t, ts.client, "n", `true`, action("notify", "url", hook.srv.URL))
-	body := []byte(`{"id":"slow"}`)
-	first := postAsync(ts, "generic", "gen", body)
-	<-hook.entered
+	hook, body, first := stuckInNotify(t, ts, "slow")
 	res := post(t, ts, "generic", "gen", hmacSecret, body)
 	if res.status != http.StatusServiceUnavailable || res.header.Get("Retry-After") == "" {
 		t.Fatalf("delivery while in flight: %d (Retry-After %q) %s, want 503 with Retry-After", res.status, res.header.Get("Retry-After"), res.body)
@@ -931,12 +940,7 @@ func TestEventPermanentActionErrorNotRetried(t *testing.T) {
 // record was never written, so the sender's retry runs it again.
 func TestEventInterruptedByRestart(t *testing.T) {
 	ts := startServer(t, true)
-	hmacSource(t, ts.client, "gen", nil, "generic")
-	hook := newBlockingHook(t)
-	writeRule(t, ts.client, "n", `true`, action("notify", "url", hook.srv.URL))
-	body := []byte(`{"id":"cut"}`)
-	first := postAsync(ts, "generic", "gen", body)
-	<-hook.entered
+	hook, body, first := stuckInNotify(t, ts, "cut")
 	crash := inmem.New() // the storage as a crash now would leave it
 	for k, v := range ts.snapshot(t) {
 		if err := crash.Put(context.Background(), k, []byte(v)); err != nil {
