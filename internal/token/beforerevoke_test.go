@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/clocktest"
 	"github.com/edgevault/edgevault/internal/storage/inmem"
 )
 
@@ -15,7 +16,7 @@ import (
 // tidied) and that a failing hook keeps the tokens.
 func TestBeforeRevoke(t *testing.T) {
 	ctx := context.Background()
-	clock := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 	var seen []string
 	var fail error
 	s := NewStore(inmem.New(), Options{Clock: clock.Now, BeforeRevoke: func(_ context.Context, acc []string) error {

@@ -7,31 +7,17 @@ import (
 	"errors"
 	"maps"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/clocktest"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/storage"
 	"github.com/edgevault/edgevault/internal/storage/inmem"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// fakeClock is a settable clock.
+type fakeClock = clocktest.Clock
 
 type harness struct {
 	t     *testing.T
@@ -44,7 +30,7 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	b := inmem.New()
-	clock := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clock := clocktest.New(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
 	s := NewStore(b, Options{Clock: clock.Now})
 	root, err := s.CreateRoot(context.Background())
 	if err != nil {

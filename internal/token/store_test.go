@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/clocktest"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/storage/inmem"
 )
@@ -173,7 +174,7 @@ func TestConcurrentUseIsCounted(t *testing.T) {
 
 func TestRunTidiesPeriodically(t *testing.T) {
 	b := inmem.New()
-	clock := &fakeClock{t: time.Unix(1e9, 0)}
+	clock := clocktest.New(time.Unix(1e9, 0))
 	s := NewStore(b, Options{Clock: clock.Now, TidyInterval: 5 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

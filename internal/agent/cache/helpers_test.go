@@ -5,36 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edgevault/edgevault/internal/agent/cache/keyfile"
+	"github.com/edgevault/edgevault/internal/clocktest"
 	"go.etcd.io/bbolt"
 )
 
 var _ KeyProtector = (*keyfile.Protector)(nil)
 
-// fakeClock is a settable clock for staleness tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// fakeClock is a settable clock.
+type fakeClock = clocktest.Clock
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)}
-}
-
-func (f *fakeClock) Now() time.Time {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.t
-}
-
-func (f *fakeClock) Advance(d time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.t = f.t.Add(d)
+	return clocktest.New(time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC))
 }
 
 // env is a cache directory: the bbolt file and its key file.

@@ -9,32 +9,17 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/clocktest"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/storage"
 	"github.com/edgevault/edgevault/internal/storage/inmem"
 )
 
-// fakeClock is a settable clock for tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// fakeClock is a settable clock.
+type fakeClock = clocktest.Clock
 
 // start is the fake clock's first reading.
 var start = time.Date(2024, 5, 1, 12, 0, 0, 123456789, time.UTC)
@@ -51,7 +36,7 @@ type harness struct {
 func newHarness(t testing.TB) *harness {
 	t.Helper()
 	mem := inmem.New()
-	clock := &fakeClock{t: start}
+	clock := clocktest.New(start)
 	kv := New(storage.NewView(mem, "logical/kv-test/"), Options{Clock: clock.Now})
 	return &harness{t: t, mem: mem, kv: kv, clock: clock}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/clocktest"
 	"github.com/edgevault/edgevault/internal/logical"
 )
 
@@ -23,7 +24,7 @@ func BenchmarkIssueEC(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			h := newHarness(b)
-			h.clock = &fakeClock{t: time.Now()}
+			h.clock = clocktest.New(time.Now())
 			h.pki.clock = time.Now
 			h.must(logical.UpdateOperation, "root/generate/internal", `{"common_name":"Bench Root","key_type":"ec"}`)
 			h.must(logical.UpdateOperation, "roles/web", fmt.Sprintf(`{"allowed_domains":"example.com","allow_subdomains":true,"key_type":"ec","no_store":%v}`, noStore))

@@ -9,32 +9,17 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/edgevault/edgevault/internal/clocktest"
 	"github.com/edgevault/edgevault/internal/logical"
 	"github.com/edgevault/edgevault/internal/storage"
 	"github.com/edgevault/edgevault/internal/storage/bolt"
 )
 
 // fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+type fakeClock = clocktest.Clock
 
 // harness is an engine over a real bbolt file in a temp dir.
 type harness struct {
@@ -49,7 +34,7 @@ type harness struct {
 // newHarness opens a fresh bbolt file and mounts the engine at "pki/".
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	return newHarnessAt(t, "pki/", &fakeClock{t: time.Now().Truncate(time.Second)})
+	return newHarnessAt(t, "pki/", clocktest.New(time.Now().Truncate(time.Second)))
 }
 
 // newHarnessAt is newHarness with a mount point and a shared clock.
