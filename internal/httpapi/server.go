@@ -242,12 +242,11 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 			tok = strings.TrimPrefix(a, "Bearer ")
 		}
 	}
-	if op == logical.ReadOperation && !strings.HasPrefix(path, "sys/") {
+	route, rel, routeErr := c.route(path) // looked up once, used below
+	if op == logical.ReadOperation && routeErr == nil && route.public != nil && route.public(rel) {
 		// As in Vault, a token is neither needed nor checked there.
-		if rt, rel, err := c.route(path); err == nil && rt.public != nil && rt.public(rel) {
-			s.servePublic(c, w, r, rt, rel, t)
-			return
-		}
+		s.servePublic(c, w, r, route, rel, t)
+		return
 	}
 	if tok == "" {
 		errorf(w, http.StatusForbidden, "permission denied")
@@ -274,15 +273,14 @@ func (s *Server) serveAuthenticated(c *core, w http.ResponseWriter, r *http.Requ
 		s.writeError(w, r, err)
 		return
 	}
-	route, rel, err := c.route(path)
-	if err != nil {
+	if routeErr != nil {
 		// As Vault does, a caller not allowed on the path learns nothing
 		// about what is mounted there.
 		if allowed, _ := acl.Allowed(op, path); !allowed {
 			errorf(w, http.StatusForbidden, "permission denied")
 			return
 		}
-		s.writeError(w, r, err)
+		s.writeError(w, r, routeErr)
 		return
 	}
 	if t != nil {
